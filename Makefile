@@ -1,0 +1,37 @@
+# Set-up contract: `make demo` and `make test` work on a fresh machine; both run `make setup` first.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# torch is pinned here (not in pyproject) so set-up takes the CPU wheel; GPU users: see README "GPU".
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.setup-stamp
+
+.PHONY: setup demo test test-fast bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[train,dev]"
+	touch $(STAMP)
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python bench/train_overhead.py --out bench/results/train_overhead.json
+
+lint: setup
+	$(BIN)/ruff check toolkit tests bench
+	$(BIN)/ruff format --check toolkit tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,49 @@
+"""The `toolkit` command: joins the command modules into one Typer app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from toolkit import __version__
+from toolkit.cli import recipes as recipes_cmd
+from toolkit.cli import train as train_cmd
+from toolkit.cli._common import STATE
+
+app = typer.Typer(
+    name="toolkit",
+    help="Train PyTorch models from recipes, export them to self-describing ONNX, and deploy without torch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    STATE["debug"] = debug
+
+
+app.command("recipes")(recipes_cmd.recipes)
+app.command("train")(train_cmd.train)
+app.command("eval")(train_cmd.eval_run)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

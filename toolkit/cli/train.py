@@ -1,0 +1,149 @@
+"""`toolkit train` and `toolkit eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from toolkit.cli._common import console, err_console, handle_errors, print_json
+
+
+class RichProgress:
+    """Adapter between the trainer's progress hooks and a rich progress bar (epochs, loss, val metric)."""
+
+    def __init__(self, main_metric: str) -> None:
+        self.metric = main_metric
+        self.bar = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  val {task.fields[metric]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.task_id: Any = None
+        self.steps = 1
+
+    def start(self, epochs: int, done: int, steps_per_epoch: int) -> None:
+        self.steps = max(steps_per_epoch, 1)
+        self.bar.start()
+        self.task_id = self.bar.add_task(
+            "train", total=epochs, completed=done, epoch=f"{done + 1}/{epochs}", loss="-", metric="-"
+        )
+
+    def advance(self, n: float) -> None:
+        self.bar.advance(self.task_id, n / self.steps)
+
+    def update(self, epoch: int, row: dict[str, float]) -> None:
+        total = self.bar.tasks[0].total
+        metric = row.get(f"val_{self.metric}")
+        self.bar.update(
+            self.task_id, completed=epoch, epoch=f"{min(epoch + 1, int(total))}/{int(total)}",
+            loss=f"{row['train_loss']:.4f}", metric=f"{self.metric}={metric:.4f}" if metric is not None else "-",
+        )
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@handle_errors
+def train(
+    recipe: Annotated[Optional[str], typer.Argument(help="Recipe name (see `toolkit recipes`), architecture or YAML path.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="builtin:NAME, a .csv file, an image folder or an .npz file.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="CSV target column (default: the last column).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (train.epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size (train.batch_size).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (train.lr).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for split, init, shuffling (train.seed).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (train.device).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set train.lr=3e-4 (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME, -2, -3... when taken).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run in this directory.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
+) -> None:
+    """Train a recipe on data; writes a run directory with checkpoints, metrics and curves."""
+    from toolkit.metrics import MAIN_METRIC
+    from toolkit.train import resolve_recipe, train as train_api
+
+    overrides = list(set_ or [])
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed), ("device", device)):
+        if value is not None:
+            overrides.append(f"train.{key}={value}")
+    if resume is None:
+        rec = resolve_recipe(recipe, data, target, overrides) if recipe else None
+    else:
+        from toolkit.recipe import load_recipe
+
+        rec = load_recipe(resume / "recipe.yaml") if (resume / "recipe.yaml").is_file() else None
+    if rec is not None and rec.train.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            err_console.print("[yellow]warning:[/] CUDA requested but not available; training on CPU")
+    progress = RichProgress(MAIN_METRIC[rec.task][0]) if (rec is not None and not no_progress and not as_json) else None
+    try:
+        result = train_api(
+            rec if resume is None else None, out=out, resume=resume, progress=progress,
+        )
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.stop()
+        where = resume or out or "the run directory"
+        err_console.print(f"interrupted; continue with: toolkit train --resume {where}")
+        raise typer.Exit(130) from None
+    finally:
+        if progress is not None:
+            progress.stop()
+    if as_json:
+        print_json({"run_dir": str(result.run_dir), **result.metrics})
+        return
+    _summary(result)
+
+
+def _summary(result: Any) -> None:
+    m = result.metrics
+    table = Table(title=f"{m['recipe']} on {m['data']} — test split ({m['samples']['test']} samples)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in m.items():
+        if isinstance(value, float) and key not in ("best_epoch",):
+            table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    stop = "early stop" if m["stopped_early"] else "all epochs"
+    console.print(
+        f"best epoch {m['best_epoch']} of {m['epochs_run']} ({stop}) on {m['device']} · run: [bold]{result.run_dir}[/]"
+    )
+
+
+@handle_errors
+def eval_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `toolkit train`.")],
+    data: Annotated[Optional[str], typer.Option(help="Score all of this data source instead of the run's test split.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics (and the confusion matrix) as JSON.")] = False,
+) -> None:
+    """Recompute test metrics from the best checkpoint; confusion matrix and confusion.png for classifiers."""
+    from toolkit.train import evaluate_run
+
+    result = evaluate_run(run_dir, data)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"{run_dir} on {result['source']} ({result['samples']} samples)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result["metrics"].items():
+        table.add_row(k, f"{v:.4f}")
+    console.print(table)
+    if "confusion" in result:
+        labels = result["labels"]
+        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+        cm.add_column("")
+        for lab in labels:
+            cm.add_column(lab[:10], justify="right")
+        for lab, row in zip(labels, result["confusion"]):
+            cm.add_row(lab[:10], *[f"[bold]{v}[/]" if i == labels.index(lab) else (str(v) if v else "·")
+                                   for i, v in enumerate(row)])
+        console.print(cm)
+        console.print(f"wrote {result['plot']}")

@@ -1,0 +1,361 @@
+"""Recipes: typed, validated training configurations loaded from small YAML files.
+
+A recipe is `ARCH-TASK.yaml` (for example `cnn-image.yaml`); the bare architecture name picks its default
+recipe (`cnn` -> `cnn-image`). Loading turns the YAML into dataclasses and rejects an unknown key or a bad
+value with a one-line error naming what is allowed. `--set train.lr=3e-4` overrides any key.
+
+This module imports only the standard library and yaml, so a recipe loads anywhere (no torch needed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from toolkit.errors import ToolkitError
+
+Task = Literal["classify", "regress", "forecast", "reconstruct", "generate"]
+Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
+Schedule = Literal["none", "cosine", "step", "onecycle"]
+Loss = Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"]
+Device = Literal["auto", "cpu", "cuda"]
+Activation = Literal["relu", "gelu", "tanh", "silu"]
+
+# The bare architecture name picks its default recipe.
+ALIASES: dict[str, str] = {"mlp": "mlp-tabular", "cnn": "cnn-image"}
+
+# Which tasks each architecture can do, and which losses each task accepts.
+ARCH_TASKS: dict[str, tuple[str, ...]] = {"mlp": ("classify", "regress"), "cnn": ("classify", "regress")}
+TASK_LOSSES: dict[str, tuple[str, ...]] = {
+    "classify": ("auto", "cross_entropy", "bce"),
+    "regress": ("auto", "mse", "mae", "huber"),
+}
+
+
+# --------------------------------------------------------------------------------------------- sections
+@dataclass
+class AugmentConfig:
+    shift: float = 0.0  # max random translation, as a fraction of the image side (images only)
+    rotate: float = 0.0  # max random rotation in degrees (images only)
+
+    def __post_init__(self) -> None:
+        _check_range("data.augment.shift", self.shift, 0.0, 0.5)
+        _check_range("data.augment.rotate", self.rotate, 0.0, 180.0)
+
+
+@dataclass
+class DataConfig:
+    source: str = "builtin:digits"  # builtin:NAME, a .csv file, an image folder or an .npz file
+    target: str | None = None  # CSV target column; default: the last column
+    val_fraction: float = 0.15  # share of the data held out for validation (early stopping)
+    test_fraction: float = 0.2  # share held out for the final test metrics
+    image_size: int | None = None  # image folders: resize to this square side; None keeps the size
+    channels: int | None = None  # image folders: 1 (grayscale) or 3 (RGB); None: from the first image
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        _check_range("data.val_fraction", self.val_fraction, 0.0, 0.5)
+        _check_range("data.test_fraction", self.test_fraction, 0.0, 0.5)
+        if self.image_size is not None and self.image_size < 4:
+            raise ToolkitError(f"data.image_size must be at least 4 (got {self.image_size})")
+        if self.channels not in (None, 1, 3):
+            raise ToolkitError(f"data.channels must be 1, 3 or null (got {self.channels})")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20  # maximum number of passes over the train split
+    batch_size: int = 64
+    lr: float = 1e-3  # peak learning rate
+    optimizer: Optimizer = "adam"
+    momentum: float = 0.9  # SGD momentum and RMSprop momentum
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    schedule: Schedule = "cosine"  # learning-rate schedule
+    step_size: int = 10  # step schedule: epochs between decays
+    gamma: float = 0.1  # step schedule: decay factor
+    loss: Loss = "auto"  # auto: cross_entropy for classify, mse for regress
+    label_smoothing: float = 0.0  # cross_entropy only
+    grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
+    patience: int = 10  # early stopping: epochs without improvement of the validation metric; 0 disables
+    min_delta: float = 0.0  # early stopping: smallest change that counts as an improvement
+    seed: int = 0  # seeds the split, the initialization, shuffling, dropout and augmentation
+    device: Device = "auto"  # auto picks CUDA when present
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported); ignored on CPU
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ToolkitError(f"train.epochs must be a positive integer (got {self.epochs})")
+        if self.batch_size < 1:
+            raise ToolkitError(f"train.batch_size must be a positive integer (got {self.batch_size})")
+        if self.lr <= 0:
+            raise ToolkitError(f"train.lr must be positive (got {self.lr})")
+        for name in ("momentum", "label_smoothing"):
+            _check_range(f"train.{name}", getattr(self, name), 0.0, 0.999)
+        for name in ("weight_decay", "grad_clip", "min_delta"):
+            if getattr(self, name) < 0:
+                raise ToolkitError(f"train.{name} must be >= 0 (got {getattr(self, name)})")
+        if self.patience < 0 or self.step_size < 1 or not 0 < self.gamma <= 1:
+            raise ToolkitError("train.patience must be >= 0, train.step_size >= 1 and 0 < train.gamma <= 1")
+        if self.seed < 0:
+            raise ToolkitError(f"train.seed must be >= 0 (got {self.seed})")
+
+
+# --------------------------------------------------------------------------------------------- models
+@dataclass
+class MLPConfig:
+    hidden: list[int] = field(default_factory=lambda: [128, 64])  # width of each hidden layer
+    dropout: float = 0.1  # dropout after each hidden layer
+    activation: Activation = "relu"
+    batch_norm: bool = False  # BatchNorm1d after each hidden linear layer
+
+    def __post_init__(self) -> None:
+        _check_widths("model.hidden", self.hidden, allow_empty=True)
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+
+
+@dataclass
+class CNNConfig:
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv blocks; each halves the side
+    kernel_size: int = 3
+    hidden: int = 128  # width of the dense layer before the output
+    dropout: float = 0.25
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        _check_widths("model.channels", self.channels, allow_empty=False)
+        if self.kernel_size not in (3, 5, 7):
+            raise ToolkitError(f"model.kernel_size must be one of 3, 5, 7 (got {self.kernel_size})")
+        _check_widths("model.hidden", [self.hidden], allow_empty=False)
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+
+
+MODEL_CONFIGS: dict[str, type] = {"mlp": MLPConfig, "cnn": CNNConfig}
+
+
+# --------------------------------------------------------------------------------------------- recipe
+@dataclass
+class Recipe:
+    name: str
+    arch: str
+    task: Task
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = None  # the arch's config dataclass (MLPConfig, CNNConfig, ...)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def loss(self) -> str:
+        if self.train.loss != "auto":
+            return self.train.loss
+        return {"classify": "cross_entropy", "regress": "mse"}.get(self.task, "mse")
+
+
+def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
+    """Validate a raw (YAML) mapping into a Recipe. Raises ToolkitError naming the bad key or value."""
+    if not isinstance(raw, dict):
+        raise ToolkitError("a recipe must be a YAML mapping with keys name, arch, task, data, model, train")
+    raw = dict(raw)
+    arch = raw.get("arch")
+    if arch not in MODEL_CONFIGS:
+        raise ToolkitError(f"arch must be one of {', '.join(MODEL_CONFIGS)} (got {arch!r})")
+    model_raw = raw.pop("model", None) or {}
+    recipe = _build(Recipe, {**raw, "model": None}, "")
+    recipe.model = _build(MODEL_CONFIGS[arch], model_raw, "model")
+    if recipe.task not in ARCH_TASKS[arch]:
+        raise ToolkitError(f"task for arch {arch} must be one of {', '.join(ARCH_TASKS[arch])} (got {recipe.task})")
+    allowed_losses = TASK_LOSSES.get(recipe.task, ("auto",))
+    if recipe.train.loss not in allowed_losses:
+        raise ToolkitError(
+            f"train.loss for task {recipe.task} must be one of {', '.join(allowed_losses)} (got {recipe.train.loss})"
+        )
+    return recipe
+
+
+# --------------------------------------------------------------------------------------------- lookup
+def recipe_dir() -> Path:
+    """The recipes shipped inside the package (also linked as recipes/ at the repository root)."""
+    return Path(str(resources.files("toolkit.recipes")))
+
+
+def list_recipes() -> list[Recipe]:
+    return [load_recipe(p) for p in sorted(recipe_dir().glob("*.yaml"))]
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe name (`cnn-image`), an architecture (`cnn`) or a path to a YAML file."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise ToolkitError(f"recipe file not found: {text}")
+        return path
+    name = ALIASES.get(text, text)
+    candidate = recipe_dir() / f"{name}.yaml"
+    if not candidate.is_file():
+        allowed = ", ".join(sorted(set(recipe_names()) | set(ALIASES)))
+        raise ToolkitError(f"unknown recipe {text!r}; allowed: {allowed}, or a path to a .yaml file")
+    return candidate
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load, override (`section.key=value` strings) and validate a recipe."""
+    path = resolve_recipe_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ToolkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    for item in overrides or []:
+        apply_override(raw, item)
+    return recipe_from_dict(raw)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `dotted.key=value` override to a raw recipe mapping; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ToolkitError(f"--set expects KEY=VALUE such as train.lr=3e-4 (got {item!r})")
+    key, _, text = item.partition("=")
+    keys = key.strip().split(".")
+    value = yaml.safe_load(text) if text.strip() else None
+    cls: Any = Recipe
+    node = raw
+    for depth, part in enumerate(keys):
+        allowed = _allowed_keys(cls, raw)
+        if part not in allowed:
+            where = ".".join(keys[:depth]) or "the recipe"
+            raise ToolkitError(f"unknown key {key!r} in --set: {where} has {', '.join(allowed)}")
+        if depth == len(keys) - 1:
+            node[part] = value
+            return
+        sub_cls = allowed[part]
+        if not (isinstance(sub_cls, type) and dataclasses.is_dataclass(sub_cls)):
+            raise ToolkitError(f"unknown key {key!r} in --set: {'.'.join(keys[: depth + 1])} has no sub-keys")
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ToolkitError(f"cannot set {key!r}: {part} is not a mapping")
+        node, cls = child, sub_cls
+
+
+def _allowed_keys(cls: Any, raw: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    if cls is Recipe:
+        hints["model"] = MODEL_CONFIGS.get(raw.get("arch"), dict)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+# --------------------------------------------------------------------------------------------- validation
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ToolkitError(f"{prefix or 'recipe'} must be a mapping (got {type(raw).__name__})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        where = prefix or "the recipe"
+        raise ToolkitError(f"unknown key {_join(prefix, unknown[0])!r}: {where} has {', '.join(fields)}")
+    kwargs = {}
+    for name, value in raw.items():
+        kwargs[name] = _coerce(hints[name], value, _join(prefix, name))
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ToolkitError(f"missing key {_join(prefix, missing[0])!r} in recipe")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # defensive: should not happen after the checks above
+        raise ToolkitError(f"{prefix or 'recipe'}: {exc}") from exc
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, name)
+    if value is None:
+        raise ToolkitError(f"{name} must not be empty")
+    if origin is Literal:
+        if value not in args:
+            raise ToolkitError(f"{name} must be one of {', '.join(map(str, args))} (got {value!r})")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, name)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ToolkitError(f"{name} must be a list such as [64, 32] (got {value!r})")
+        return [_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ToolkitError(f"{name} must be true or false (got {value!r})")
+    if tp is int:
+        if isinstance(value, bool) or not _is_intlike(value):
+            raise ToolkitError(f"{name} must be an integer (got {value!r})")
+        return int(value)
+    if tp is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ToolkitError(f"{name} must be a number (got {value!r})") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ToolkitError(f"{name} must be a string (got {value!r})")
+        return str(value)
+    return value
+
+
+def _is_intlike(value: Any) -> bool:
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, str):
+        try:
+            int(value)
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def _check_range(name: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise ToolkitError(f"{name} must be between {lo} and {hi} (got {value})")
+
+
+def _check_widths(name: str, widths: list[int], allow_empty: bool) -> None:
+    if not widths and not allow_empty:
+        raise ToolkitError(f"{name} must list at least one width")
+    if any(w < 1 for w in widths):
+        raise ToolkitError(f"{name} widths must be positive integers (got {widths})")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

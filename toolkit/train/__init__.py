@@ -1,0 +1,170 @@
+"""Training API: `train(...)` runs a recipe into a run directory; `evaluate_run(...)` re-scores it.
+
+The CLI commands `toolkit train` and `toolkit eval` are thin wrappers over these two functions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ToolkitError
+from toolkit.io import write_json, write_text
+from toolkit.recipe import Recipe, load_recipe
+
+RUNS_ROOT = Path("runs")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]  # what metrics.json holds
+    history: list[dict[str, float]]
+    recipe: Recipe
+
+
+def next_run_dir(name: str, root: Path = RUNS_ROOT) -> Path:
+    """runs/NAME, or runs/NAME-2, -3, ... when it is taken."""
+    candidate, i = root / name, 2
+    while candidate.exists():
+        candidate, i = root / f"{name}-{i}", i + 1
+    return candidate
+
+
+def resolve_recipe(recipe: str | Path | Recipe, data: str | None = None, target: str | None = None,
+                   overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load a recipe by name or path and apply --data/--target and --set overrides (in that order)."""
+    if isinstance(recipe, Recipe):
+        if data or target or overrides:
+            from toolkit.recipe import recipe_from_dict
+
+            raw = recipe.to_dict()
+            from toolkit.recipe import apply_override
+
+            for item in _data_overrides(data, target) + list(overrides):
+                apply_override(raw, item)
+            return recipe_from_dict(raw)
+        return recipe
+    return load_recipe(recipe, _data_overrides(data, target) + list(overrides))
+
+
+def _data_overrides(data: str | None, target: str | None) -> list[str]:
+    items = []
+    if data:
+        # A relative path is stored absolute, so `--resume` and `eval` work from any directory.
+        src = data if data.startswith("builtin:") else os.path.abspath(data)
+        items.append(f"data.source={_yaml_str(src)}")
+    if target:
+        items.append(f"data.target={_yaml_str(target)}")
+    return items
+
+
+def _yaml_str(s: str) -> str:
+    import json
+
+    return json.dumps(s)  # a JSON string is a valid YAML scalar, whatever characters it holds
+
+
+def train(
+    recipe: str | Path | Recipe | None = None,
+    data: str | None = None,
+    target: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: Any = None,
+    callbacks: list | None = None,
+) -> TrainResult:
+    """Train a recipe; returns the run directory and final test metrics.
+
+    `resume=RUN_DIR` continues an interrupted run with its saved recipe (other arguments must be empty).
+    """
+    from toolkit.data import load_splits
+    from toolkit.models import model_entry
+    from toolkit.train.loop import fit
+    from toolkit.train.plots import plot_curves
+    from toolkit.train.tasks import make_task
+
+    if resume is not None:
+        run_dir = Path(resume)
+        if recipe is not None or data or target or overrides or out:
+            raise ToolkitError("--resume continues a run with its saved recipe; drop the recipe, --data and --set")
+        if not (run_dir / "recipe.yaml").is_file():
+            raise ToolkitError(f"cannot resume {run_dir}: no recipe.yaml there (not a run directory)")
+        rec = load_recipe(run_dir / "recipe.yaml")
+    else:
+        if recipe is None:
+            raise ToolkitError("give a recipe (see `toolkit recipes`) or --resume RUN_DIR")
+        rec = resolve_recipe(recipe, data, target, overrides)
+        run_dir = Path(out) if out is not None else next_run_dir(rec.name)
+        if (run_dir / "last.pt").exists():
+            raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "recipe.yaml", f"# resolved recipe of this run (toolkit train)\n{rec.to_yaml()}")
+
+    entry = model_entry(rec.arch)
+    splits = load_splits(rec.data, rec.task, entry.input_kind, rec.train.seed)
+    write_json(run_dir / "data.json", {
+        **splits.spec, "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
+    })
+    result = fit(rec, splits, run_dir, resume=resume is not None, progress=progress, callbacks=callbacks)
+    task = make_task(rec, splits.spec)
+    metrics = {
+        **result.test_metrics,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "main_metric": task.main_metric,
+        "recipe": rec.name,
+        "data": rec.data.source,
+        "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
+        "device": result.device,
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    if result.history:
+        plot_curves(result.history, task.main_metric, run_dir / "curves.png")
+    return TrainResult(run_dir, metrics, result.history, rec)
+
+
+def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = True) -> dict[str, Any]:
+    """Recompute test metrics from RUN_DIR/best.pt. With `data`, score all of that source instead
+    (preprocessed with the run's recorded statistics and label names). Writes confusion.png for classifiers."""
+    import numpy as np
+    import torch
+
+    from toolkit.data import load_splits, prepare_eval
+    from toolkit.metrics import confusion_matrix
+    from toolkit.models import model_entry
+    from toolkit.recipe import recipe_from_dict
+    from toolkit.train.checkpoint import load_checkpoint
+    from toolkit.train.loop import load_model, predict_outputs
+    from toolkit.train.plots import plot_confusion
+    from toolkit.train.tasks import make_task
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ToolkitError(f"run directory not found: {run_dir}")
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    rec = recipe_from_dict(ckpt["recipe"])
+    spec = ckpt["spec"]
+    kind = model_entry(rec.arch).input_kind
+    if data is None:
+        splits = load_splits(rec.data, rec.task, kind, rec.train.seed)
+        x, y, source = splits.x_test, splits.y_test, f"{rec.data.source} (test split)"
+    else:
+        x, y = prepare_eval(data, spec, rec.data, rec.task, kind)
+        source = data
+    model = load_model(ckpt)
+    task = make_task(rec, spec)
+    outputs = predict_outputs(model, torch.as_tensor(x))
+    result: dict[str, Any] = {"source": source, "samples": int(len(x)), "metrics": task.metrics(y, outputs)}
+    if rec.task == "classify":
+        labels = spec["labels"]
+        cm = confusion_matrix(y, np.argmax(outputs, axis=1), len(labels))
+        result.update(labels=labels, confusion=cm.tolist())
+        if plots:
+            plot_confusion(cm, labels, run_dir / "confusion.png")
+            result["plot"] = str(run_dir / "confusion.png")
+    return result

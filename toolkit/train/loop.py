@@ -1,0 +1,310 @@
+"""The training loop: `train_one_epoch` and `evaluate`, driven by `fit`.
+
+Determinism: every epoch reseeds torch's RNG from (seed, epoch), so shuffling, dropout and augmentation of
+epoch k do not depend on what ran before. With the model, optimizer, scheduler and early-stopping state
+restored from last.pt, a resumed run repeats exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from toolkit.data import Splits
+from toolkit.metrics import is_better
+from toolkit.recipe import Recipe
+from toolkit.train.augment import random_affine
+from toolkit.train.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.train.tasks import Task, make_task
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+# --------------------------------------------------------------------------------------------- device
+def select_device(requested: str) -> torch.device:
+    """auto -> CUDA when available, else CPU. An explicit `cuda` without a GPU falls back with a warning."""
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the GPU supports it, else fp16 (with loss scaling); None = full precision (always on CPU)."""
+    if device.type != "cuda" or not enabled:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# --------------------------------------------------------------------------------------------- pieces
+def build_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
+    t = recipe.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.momentum > 0)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.RMSprop(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
+def build_scheduler(recipe: Recipe, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    """Returns (scheduler or None, whether it steps per batch)."""
+    t = recipe.train
+    if t.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs), False
+    if t.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.step_size, gamma=t.gamma), False
+    if t.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, epochs=t.epochs, steps_per_epoch=steps_per_epoch), True
+    return None, False
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 1) % (2**63 - 1)
+
+
+@dataclass
+class Batches:
+    """In-memory tensors on the training device, served as shuffled mini-batches (no DataLoader overhead)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        perm = torch.randperm(len(self.x), device=self.x.device)
+        for i in range(0, len(self.x), self.batch_size):
+            idx = perm[i : i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(array)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
+# --------------------------------------------------------------------------------------------- loops
+def train_one_epoch(
+    model: nn.Module,
+    task: Task,
+    batches: Batches,
+    opt: torch.optim.Optimizer,
+    scheduler=None,
+    per_batch_schedule: bool = False,
+    grad_clip: float = 0.0,
+    augment: tuple[float, float] = (0.0, 0.0),
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    on_batch: Callable[[float], None] | None = None,
+) -> float:
+    """One pass over the train batches; returns the mean loss."""
+    model.train()
+    total, count = torch.zeros((), device=batches.x.device), 0
+    for x, y in batches:
+        if augment[0] > 0 or augment[1] > 0:
+            x = random_affine(x, *augment)
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            outputs = model(x)
+            loss = task.loss(outputs.float(), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        if per_batch_schedule and scheduler is not None:
+            scheduler.step()
+        total += loss.detach() * len(x)  # stays on device: no sync per batch
+        count += len(x)
+        if on_batch is not None:
+            on_batch(1.0)
+    return float(total) / max(count, 1)
+
+
+@torch.no_grad()
+def predict_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """Raw model outputs for all of x, in evaluation mode."""
+    model.eval()
+    parts = [model(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).numpy() if parts else np.zeros((0,))
+
+
+def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y_np: np.ndarray) -> dict[str, float]:
+    """Loss and task metrics on one split."""
+    if len(x) == 0:
+        return {}
+    outputs = predict_outputs(model, x)
+    loss = float(task.loss(torch.as_tensor(outputs), task.targets(y_np)))
+    return {"loss": loss, **task.metrics(y_np, outputs)}
+
+
+# --------------------------------------------------------------------------------------------- fit
+@dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    test_metrics: dict[str, float]
+    device: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_payload(recipe: Recipe, splits: Splits, model: nn.Module, epoch: int) -> dict[str, Any]:
+    return {
+        "recipe": recipe.to_dict(),
+        "spec": splits.spec,
+        "arch": recipe.arch,
+        "input_shape": list(splits.input_shape),
+        "num_outputs": splits.num_outputs,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    from toolkit.io import write_text
+
+    if not history:
+        return
+    keys = list(history[0])
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(path, buf.getvalue())
+
+
+def fit(
+    recipe: Recipe,
+    splits: Splits,
+    run_dir: Path,
+    resume: bool = False,
+    progress: Any = None,
+    callbacks: list[EpochCallback] | None = None,
+) -> FitResult:
+    """Train `recipe` on `splits`, writing checkpoints and metrics.csv to run_dir.
+
+    `progress` is an optional object with start(total_epochs, done) / advance(n) / update(epoch, row)
+    (the CLI passes a rich progress bar). Callbacks run after each epoch with (epoch, row); raising
+    KeyboardInterrupt from one behaves like Ctrl-C (last.pt is already written, so --resume continues).
+    """
+    t = recipe.train
+    device = select_device(t.device)
+    task = make_task(recipe, splits.spec)
+    from toolkit.models import create_model, model_entry
+
+    model_entry(recipe.arch)
+    torch.manual_seed(t.seed)
+    model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs).to(device)
+    train_batches = Batches(to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size)
+    x_val = to_device(splits.x_val, device)
+    opt = build_optimizer(recipe, model.parameters())
+    scheduler, per_batch = build_scheduler(recipe, opt, len(train_batches))
+    amp_dtype = autocast_dtype(device, t.amp)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    augment = (recipe.data.augment.shift, recipe.data.augment.rotate) if splits.spec["kind"] == "image" else (0, 0)
+    has_val = len(splits.x_val) > 0
+    val_key = f"val_{task.main_metric}" if has_val else "train_loss"
+    mode = task.mode if has_val else "min"
+
+    history: list[dict[str, float]] = []
+    start_epoch, best_value, best_loss, best_epoch, bad_epochs = 0, None, float("inf"), -1, 0
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if resume and last_path.is_file():
+        state = load_checkpoint(last_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        history = state["history"]
+        start_epoch, best_value, best_loss, best_epoch, bad_epochs = (
+            state["epoch"] + 1, state["best_value"], state["best_loss"], state["best_epoch"], state["bad_epochs"],
+        )
+    stopped_early = bool(resume and start_epoch > 0 and t.patience and bad_epochs >= t.patience)
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress.start(t.epochs, start_epoch, len(train_batches))
+    for epoch in range(start_epoch, t.epochs):
+        if stopped_early:
+            break
+        torch.manual_seed(epoch_seed(t.seed, epoch))
+        e0 = time.perf_counter()
+        train_loss = train_one_epoch(
+            model, task, train_batches, opt, scheduler, per_batch, t.grad_clip, augment, amp_dtype, scaler,
+            on_batch=progress.advance if progress is not None else None,
+        )
+        lr = opt.param_groups[0]["lr"]
+        if scheduler is not None and not per_batch:
+            scheduler.step()
+        row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+        for k, v in evaluate(model, task, x_val, splits.y_val).items():
+            row[f"val_{k}"] = v
+        row["seconds"] = time.perf_counter() - e0
+        history.append(row)
+        # Ties on the metric (common for accuracy on small validation sets) go to the lower validation loss.
+        tie = best_value is not None and row[val_key] == best_value and row.get("val_loss", 0.0) < best_loss
+        if is_better(row[val_key], best_value, mode, t.min_delta) or tie:
+            best_value, best_loss, best_epoch, bad_epochs = row[val_key], row.get("val_loss", 0.0), epoch, 0
+            save_checkpoint(best_path, _model_payload(recipe, splits, model, epoch))
+        else:
+            bad_epochs += 1
+        stopped_early = bool(t.patience and bad_epochs >= t.patience)
+        save_checkpoint(last_path, {
+            **_model_payload(recipe, splits, model, epoch),
+            "optimizer": opt.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "history": history, "best_value": best_value, "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+        })
+        _write_history(run_dir / "metrics.csv", history)
+        if progress is not None:
+            progress.update(epoch + 1, row)
+        for cb in callbacks or []:
+            cb(epoch + 1, row)
+
+    # Final test metrics from the best checkpoint.
+    best = load_checkpoint(best_path)
+    model.load_state_dict(best["model"])
+    test = evaluate(model, task, to_device(splits.x_test, device), splits.y_test)
+    test.pop("loss", None)
+    return FitResult(run_dir, history, best_epoch + 1, stopped_early, test, str(device), time.perf_counter() - t0)
+
+
+def load_model(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the model saved in a checkpoint (CPU, eval mode)."""
+    from toolkit.models import create_model
+    from toolkit.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(ckpt["recipe"])
+    model = create_model(recipe.arch, recipe.model, tuple(ckpt["input_shape"]), ckpt["num_outputs"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

@@ -1,0 +1,57 @@
+"""PNG plots for runs: learning curves and confusion matrices (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.io import atomic_path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: list[dict[str, float]], main_metric: str, path: Path) -> None:
+    """Train/validation loss and the validation main metric per epoch."""
+    plt = _plt()
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
+    if "val_loss" in history[0]:
+        ax1.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax1.legend()
+    key = f"val_{main_metric}"
+    if key in history[0]:
+        ax2.plot(epochs, [r[key] for r in history], color="tab:green")
+        ax2.set(xlabel="epoch", ylabel=main_metric, title=f"validation {main_metric}")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str = "confusion matrix (test)") -> None:
+    plt = _plt()
+    n = len(labels)
+    size = max(4.0, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    threshold = cm.max() / 2 if cm.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
