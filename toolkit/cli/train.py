@@ -24,10 +24,12 @@ class RichProgress:
         )
         self.task_id: Any = None
         self.steps = 1
+        self.started = False
 
     def start(self, epochs: int, done: int, steps_per_epoch: int) -> None:
         self.steps = max(steps_per_epoch, 1)
         self.bar.start()
+        self.started = True
         self.task_id = self.bar.add_task(
             "train", total=epochs, completed=done, epoch=f"{done + 1}/{epochs}", loss="-", metric="-"
         )
@@ -44,7 +46,9 @@ class RichProgress:
         )
 
     def stop(self) -> None:
-        self.bar.stop()
+        if self.started:
+            self.bar.stop()
+            self.started = False
 
 
 @handle_errors
