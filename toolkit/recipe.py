@@ -10,6 +10,7 @@ This module imports only the standard library and yaml, so a recipe loads anywhe
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -232,7 +233,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         raise ToolkitError(f"--set expects KEY=VALUE such as train.lr=3e-4 (got {item!r})")
     key, _, text = item.partition("=")
     keys = key.strip().split(".")
-    value = yaml.safe_load(text) if text.strip() else None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ToolkitError(f"--set {key}: value {text!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
     cls: Any = Recipe
     node = raw
     for depth, part in enumerate(keys):
@@ -321,9 +325,12 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
         try:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ToolkitError(f"{name} must be a number (got {value!r})") from None
+        if not math.isfinite(number):
+            raise ToolkitError(f"{name} must be a finite number (got {value!r})")
+        return number
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ToolkitError(f"{name} must be a string (got {value!r})")

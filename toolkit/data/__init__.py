@@ -57,11 +57,14 @@ def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
     if task == "classify":
         return encode_labels(raw.y, raw.label_names)
     try:
-        return np.asarray(raw.y, dtype=np.float32), None
+        y = np.asarray(raw.y, dtype=np.float32)
     except (TypeError, ValueError):
         raise ToolkitError(
             f"{raw.source}: the target is not numeric, so it cannot be regressed; use a classify recipe"
         ) from None
+    if not np.isfinite(y).all():
+        raise ToolkitError(f"{raw.source}: the target has missing or infinite values; regression needs numbers")
+    return y, None
 
 
 def load_splits(cfg: Any, task: str, input_kind: str, seed: int) -> Splits:

@@ -81,8 +81,11 @@ def load_source(source: str, target: str | None = None, image_size: int | None =
 
 # --------------------------------------------------------------------------------------------- CSV
 def read_csv(path: Path, target: str | None) -> RawData:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ToolkitError(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if len(rows) < 2:
         raise ToolkitError(f"{path}: needs a header row and at least one data row")

@@ -1,0 +1,1 @@
+"""Runtime side: everything after export (inference, quantize, validate, serve, edge). Never imports torch."""
