@@ -19,7 +19,7 @@ def iris_csv(tmp_path: Path) -> Path:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["sepal_length", "sepal_width", "petal_length", "petal_width", "species"])
-        for row, t in zip(bunch.data, bunch.target):
+        for row, t in zip(bunch.data, bunch.target, strict=True):
             w.writerow([*(f"{v:g}" for v in row), bunch.target_names[t]])
     return path
 

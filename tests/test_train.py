@@ -179,3 +179,11 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ToolkitError, match="cannot read checkpoint"):
         evaluate_run(tmp_path)
+
+
+def test_bad_data_leaves_no_run_directory(tmp_path):
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError):
+        train("cnn", data="builtin:iris", out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -176,11 +176,13 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     recipe = _build(Recipe, {**raw, "model": None}, "")
     recipe.model = _build(MODEL_CONFIGS[arch], model_raw, "model")
     if recipe.task not in ARCH_TASKS[arch]:
-        raise ToolkitError(f"task for arch {arch} must be one of {', '.join(ARCH_TASKS[arch])} (got {recipe.task})")
+        allowed_tasks = ", ".join(ARCH_TASKS[arch])
+        raise ToolkitError(f"task for arch {arch} must be one of {allowed_tasks} (got {recipe.task})")
     allowed_losses = TASK_LOSSES.get(recipe.task, ("auto",))
     if recipe.train.loss not in allowed_losses:
         raise ToolkitError(
-            f"train.loss for task {recipe.task} must be one of {', '.join(allowed_losses)} (got {recipe.train.loss})"
+            f"train.loss for task {recipe.task} must be one of {', '.join(allowed_losses)} "
+            f"(got {recipe.train.loss})"
         )
     return recipe
 
@@ -236,7 +238,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ToolkitError(f"--set {key}: value {text!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        first = str(exc).splitlines()[0]
+        raise ToolkitError(f"--set {key}: value {text!r} is not valid YAML ({first})") from None
     cls: Any = Recipe
     node = raw
     for depth, part in enumerate(keys):

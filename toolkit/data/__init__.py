@@ -50,7 +50,9 @@ def _adapt(raw: RawData, input_kind: str) -> RawData:
         raw.x, raw.feature_names, raw.image = flatten_images(raw.x, raw.image)
         raw.kind = "tabular"
         return raw
-    raise ToolkitError(f"this model needs image data, but {raw.source} is {raw.kind}; use an mlp recipe instead")
+    raise ToolkitError(
+        f"this model needs image data, but {raw.source} is {raw.kind}; use an mlp recipe instead"
+    )
 
 
 def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
@@ -63,7 +65,7 @@ def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
             f"{raw.source}: the target is not numeric, so it cannot be regressed; use a classify recipe"
         ) from None
     if not np.isfinite(y).all():
-        raise ToolkitError(f"{raw.source}: the target has missing or infinite values; regression needs numbers")
+        raise ToolkitError(f"{raw.source}: the regression target has missing or infinite values")
     return y, None
 
 
@@ -85,12 +87,16 @@ def load_splits(cfg: Any, task: str, input_kind: str, seed: int) -> Splits:
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
 
 
-def prepare_eval(source: str, spec: dict[str, Any], cfg: Any, task: str, input_kind: str) -> tuple[np.ndarray, np.ndarray]:
+def prepare_eval(
+    source: str, spec: dict[str, Any], cfg: Any, task: str, input_kind: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Read a whole data source and apply a run's recorded preprocessing and label mapping to it."""
     image = spec.get("image") or {}
-    raw = _adapt(load_source(source, cfg.target, cfg.image_size, image.get("channels", cfg.channels)), input_kind)
-    if raw.x.shape[1:] != tuple(_expected_shape(spec)):
-        raise ToolkitError(f"{source}: samples have shape {raw.x.shape[1:]}, the model expects {tuple(_expected_shape(spec))}")
+    channels = image.get("channels", cfg.channels)
+    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels), input_kind)
+    expected = tuple(_expected_shape(spec))
+    if raw.x.shape[1:] != expected:
+        raise ToolkitError(f"{source}: samples have shape {raw.x.shape[1:]}, the model expects {expected}")
     if task == "classify":
         labels = spec["labels"]
         if raw.label_names is not None and np.issubdtype(np.asarray(raw.y).dtype, np.integer):
@@ -99,7 +105,9 @@ def prepare_eval(source: str, spec: dict[str, Any], cfg: Any, task: str, input_k
             names = [str(v) for v in raw.y]
         unknown = sorted(set(names) - set(labels))
         if unknown:
-            raise ToolkitError(f"{source}: labels {unknown[:5]} were not seen in training; known: {', '.join(labels)}")
+            raise ToolkitError(
+                f"{source}: labels {unknown[:5]} were not seen in training; known: {', '.join(labels)}"
+            )
         index = {v: i for i, v in enumerate(labels)}
         y = np.array([index[v] for v in names], dtype=np.int64)
     else:

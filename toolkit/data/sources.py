@@ -69,14 +69,18 @@ def load_source(source: str, target: str | None = None, image_size: int | None =
         return BUILTIN[name][0]()
     path = Path(source)
     if not path.exists():
-        raise ToolkitError(f"data not found: {source} (expected builtin:NAME, a .csv file, an image folder or an .npz file)")
+        raise ToolkitError(
+            f"data not found: {source} (expected builtin:NAME, a .csv file, an image folder or an .npz file)"
+        )
     if path.is_dir():
         return read_image_folder(path, image_size, channels)
     if path.suffix.lower() == ".csv":
         return read_csv(path, target)
     if path.suffix.lower() == ".npz":
         return read_npz(path)
-    raise ToolkitError(f"unsupported data file {source}; allowed: .csv, .npz, an image folder or builtin:NAME")
+    raise ToolkitError(
+        f"unsupported data file {source}; allowed: .csv, .npz, an image folder or builtin:NAME"
+    )
 
 
 # --------------------------------------------------------------------------------------------- CSV
@@ -111,8 +115,8 @@ def read_csv(path: Path, target: str | None) -> RawData:
                 x[i, j] = float(cell)
             except ValueError:
                 raise ToolkitError(
-                    f"{path}: feature column {header[col]!r} is not numeric (value {cell!r} on line {i + 2}); "
-                    "only numeric feature columns are supported"
+                    f"{path}: feature column {header[col]!r} is not numeric "
+                    f"(value {cell!r} on line {i + 2}); only numeric feature columns are supported"
                 ) from None
     y = np.array([r[t].strip() for r in body], dtype=object)
     if any(v == "" for v in y):
@@ -125,9 +129,13 @@ def read_image_folder(path: Path, image_size: int | None, channels: int | None) 
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [(c, f) for c in classes for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (c, f) for c in classes for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
-        raise ToolkitError(f"{path}: no images found; expected one sub-folder per class holding PNG/JPEG files")
+        raise ToolkitError(
+            f"{path}: no images found; expected one sub-folder per class holding PNG/JPEG files"
+        )
     images, labels, size = [], [], None
     for label, file in files:
         try:

@@ -8,7 +8,12 @@ from toolkit.errors import ToolkitError
 
 
 def split_indices(
-    y: np.ndarray, val_fraction: float, test_fraction: float, seed: int, stratify: bool, names: list[str] | None = None
+    y: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    stratify: bool,
+    names: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return sorted index arrays (train, val, test). Same inputs and seed -> same split, on any machine."""
     rng = np.random.default_rng(seed)
@@ -17,11 +22,12 @@ def split_indices(
         raise ToolkitError(f"need at least 3 samples to split into train/val/test (got {n})")
     groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(n)]
     if stratify:
-        for c, g in zip(np.unique(y), groups):
+        for c, g in zip(np.unique(y), groups, strict=True):
             if len(g) < 2:
                 label = names[int(c)] if names else str(c)
                 raise ToolkitError(
-                    f"class {label!r} has a single sample; every class needs at least 2 for a stratified split"
+                    f"class {label!r} has a single sample; "
+                    "every class needs at least 2 for a stratified split"
                 )
     train, val, test = [], [], []
     for g in groups:

@@ -12,7 +12,7 @@ from typing import Any
 
 from toolkit.errors import ToolkitError
 from toolkit.io import write_json, write_text
-from toolkit.recipe import Recipe, load_recipe
+from toolkit.recipe import Recipe, apply_override, load_recipe, recipe_from_dict
 
 RUNS_ROOT = Path("runs")
 
@@ -37,16 +37,10 @@ def resolve_recipe(recipe: str | Path | Recipe, data: str | None = None, target:
                    overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load a recipe by name or path and apply --data/--target and --set overrides (in that order)."""
     if isinstance(recipe, Recipe):
-        if data or target or overrides:
-            from toolkit.recipe import recipe_from_dict
-
-            raw = recipe.to_dict()
-            from toolkit.recipe import apply_override
-
-            for item in _data_overrides(data, target) + list(overrides):
-                apply_override(raw, item)
-            return recipe_from_dict(raw)
-        return recipe
+        raw = recipe.to_dict()
+        for item in _data_overrides(data, target) + list(overrides):
+            apply_override(raw, item)
+        return recipe_from_dict(raw)
     return load_recipe(recipe, _data_overrides(data, target) + list(overrides))
 
 
@@ -101,11 +95,12 @@ def train(
         run_dir = Path(out) if out is not None else next_run_dir(rec.name)
         if (run_dir / "last.pt").exists():
             raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+
+    # Data first: a bad source fails before anything is written, so no half-made run directory remains.
+    splits = load_splits(rec.data, rec.task, model_entry(rec.arch).input_kind, rec.train.seed)
+    if resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "recipe.yaml", f"# resolved recipe of this run (toolkit train)\n{rec.to_yaml()}")
-
-    entry = model_entry(rec.arch)
-    splits = load_splits(rec.data, rec.task, entry.input_kind, rec.train.seed)
     write_json(run_dir / "data.json", {
         **splits.spec, "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
     })

@@ -1,0 +1,62 @@
+"""Acceptance: default recipes on CPU reach the promised test accuracy, on builtin data and on the same data
+as a CSV file or an image folder (slow: full default training, ~1 minute in all on 2 cores)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from toolkit.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def _csv_from_sklearn(name, path):
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{name}")()
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*bunch.feature_names, "label"])
+        for row, t in zip(bunch.data, bunch.target):
+            w.writerow([*(f"{v:.6g}" for v in row), bunch.target_names[t]])
+    return path
+
+
+def _digits_folder(root):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    for i, (img, t) in enumerate(zip(d.images, d.target)):
+        folder = root / str(t)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(img * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "recipe, data, minimum",
+    [
+        ("cnn", None, 0.985),
+        ("mlp", None, 0.96),
+        ("mlp", "builtin:wine", 0.95),
+    ],
+)
+def test_default_recipe_accuracy_on_builtin_data(tmp_path, recipe, data, minimum):
+    res = train(recipe, data=data, out=tmp_path / "run")
+    assert res.metrics["accuracy"] >= minimum, res.metrics
+
+
+@pytest.mark.parametrize("name, minimum", [("breast_cancer", 0.96), ("wine", 0.95)])
+def test_mlp_on_csv_made_from_builtin(tmp_path, name, minimum):
+    res = train("mlp", data=str(_csv_from_sklearn(name, tmp_path / f"{name}.csv")), out=tmp_path / "run")
+    assert res.metrics["accuracy"] >= minimum, res.metrics
+
+
+def test_cnn_on_image_folder_made_from_digits(tmp_path):
+    res = train("cnn", data=str(_digits_folder(tmp_path / "digits")), out=tmp_path / "run")
+    assert res.metrics["accuracy"] >= 0.985, res.metrics
+    assert res.metrics["samples"]["test"] == 359
