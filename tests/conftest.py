@@ -33,8 +33,9 @@ def make_image_folder(tmp_path: Path):
 
     digits = load_digits()
 
-    def make(classes: int = 3, per_class: int = 4, mode: str = "L", size: int | list[int] = 8,
-             name: str = "images") -> Path:
+    def make(
+        classes: int = 3, per_class: int = 4, mode: str = "L", size: int | list[int] = 8, name: str = "images"
+    ) -> Path:
         root = tmp_path / name
         sizes = size if isinstance(size, list) else [size]
         k = 0

@@ -48,8 +48,9 @@ def test_recipes_table_and_json():
 
 def test_train_then_eval(tmp_path):
     run = tmp_path / "run"
-    res = invoke("train", "cnn", "--epochs", 2, "--set", "model.channels=[8]", "--batch-size", 128,
-                 "--out", run)
+    res = invoke(
+        "train", "cnn", "--epochs", 2, "--set", "model.channels=[8]", "--batch-size", 128, "--out", run
+    )
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output and str(run) in res.output.replace("\n", "")
     assert (run / "best.pt").is_file()
@@ -58,12 +59,29 @@ def test_train_then_eval(tmp_path):
     assert "confusion matrix" in res.output
     data = json.loads(invoke("eval", run, "--json").output)
     assert data["samples"] == sum(map(sum, data["confusion"]))
-    assert data["metrics"]["accuracy"] == pytest.approx(json.loads((run / "metrics.json").read_text())["accuracy"])
+    assert data["metrics"]["accuracy"] == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["accuracy"]
+    )
 
 
 def test_train_json_and_shortcut_flags(tmp_path):
-    res = invoke("train", "mlp", "--data", "builtin:iris", "--epochs", 3, "--lr", "0.01", "--seed", 3,
-                 "--device", "cpu", "--out", tmp_path / "r", "--json")
+    res = invoke(
+        "train",
+        "mlp",
+        "--data",
+        "builtin:iris",
+        "--epochs",
+        3,
+        "--lr",
+        "0.01",
+        "--seed",
+        3,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "r",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["epochs_run"] == 3 and out["data"] == "builtin:iris" and out["device"] == "cpu"

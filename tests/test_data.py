@@ -188,10 +188,13 @@ def test_standardization_uses_train_rows_only(tmp_path, iris_csv):
     np.testing.assert_allclose(s.x_train.std(axis=0), 1.0, atol=1e-4)
 
     # Blow up the test rows' features: train statistics and the train split must not change.
-    big = [[r[0], *(str(float(v) * 1000 + 500) for v in r[1:-1]), r[-1]] if i in set(te) else r
-           for i, r in enumerate(body)]
-    changed = load_splits(DataConfig(source=str(write_csv(tmp_path / "big.csv", header, big))),
-                          "classify", "tabular", seed=3)
+    big = [
+        [r[0], *(str(float(v) * 1000 + 500) for v in r[1:-1]), r[-1]] if i in set(te) else r
+        for i, r in enumerate(body)
+    ]
+    changed = load_splits(
+        DataConfig(source=str(write_csv(tmp_path / "big.csv", header, big))), "classify", "tabular", seed=3
+    )
     assert changed.spec["mean"] == s.spec["mean"] and changed.spec["std"] == s.spec["std"]
     np.testing.assert_array_equal(changed.x_train, s.x_train)
     np.testing.assert_array_equal(changed.x_val, s.x_val)
@@ -320,8 +323,11 @@ def test_image_spec_records_size_channels_and_labels(make_image_folder):
     s = load_splits(cfg, "classify", "image", seed=0)
     assert s.input_shape == (1, 12, 12)
     assert s.spec["kind"] == "image" and s.spec["labels"] == ["0", "1", "2"]
-    assert {k: s.spec["image"][k] for k in ("channels", "height", "width")} == {"channels": 1, "height": 12,
-                                                                               "width": 12}
+    assert {k: s.spec["image"][k] for k in ("channels", "height", "width")} == {
+        "channels": 1,
+        "height": 12,
+        "width": 12,
+    }
     assert len(s.spec["mean"]) == 1
     flat = load_splits(cfg, "classify", "tabular", seed=0)
     assert flat.input_shape == (144,) and flat.spec["kind"] == "tabular"

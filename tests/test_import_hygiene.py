@@ -9,8 +9,15 @@ import pytest
 
 import toolkit
 
-RUNTIME_MODULES = ["toolkit", "toolkit.runtime", "toolkit.metrics", "toolkit.io", "toolkit.recipe",
-                   "toolkit.data.preprocess", "toolkit.cli.main"]
+RUNTIME_MODULES = [
+    "toolkit",
+    "toolkit.runtime",
+    "toolkit.metrics",
+    "toolkit.io",
+    "toolkit.recipe",
+    "toolkit.data.preprocess",
+    "toolkit.cli.main",
+]
 
 BLOCK = "import sys; sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
 
@@ -29,15 +36,20 @@ def test_every_runtime_module_file_imports_without_torch():
     from pathlib import Path
 
     root = Path(toolkit.__file__).parent / "runtime"
-    modules = ["toolkit.runtime." + ".".join(p.relative_to(root).with_suffix("").parts)
-               for p in root.rglob("*.py") if p.name != "__init__.py"]
+    modules = [
+        "toolkit.runtime." + ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in root.rglob("*.py")
+        if p.name != "__init__.py"
+    ]
     code = "\n".join(f"import {m}" for m in modules) or "pass"
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_cli_help_and_recipes_run_without_torch():
-    proc = _run("import sys; sys.argv = ['toolkit', 'recipes', '--json']\nfrom toolkit.cli.main import main\nmain()")
+    proc = _run(
+        "import sys; sys.argv = ['toolkit', 'recipes', '--json']\nfrom toolkit.cli.main import main\nmain()"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "cnn-image" in proc.stdout
 

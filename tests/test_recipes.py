@@ -39,7 +39,9 @@ def test_alias_picks_default_recipe():
 
 
 def test_set_overrides_nested_keys_and_coerces_types():
-    r = load_recipe("cnn", ["train.lr=3e-4", "model.channels=[8, 16]", "data.augment.rotate=0", "train.epochs=3"])
+    r = load_recipe(
+        "cnn", ["train.lr=3e-4", "model.channels=[8, 16]", "data.augment.rotate=0", "train.epochs=3"]
+    )
     assert r.train.lr == pytest.approx(3e-4)  # YAML reads 3e-4 as a string; it is coerced to float
     assert r.model.channels == [8, 16]
     assert r.data.augment.rotate == 0.0

@@ -23,7 +23,15 @@ def _weights(path):
 def test_run_directory_holds_every_artifact(tmp_path):
     res = train("mlp", data="builtin:iris", overrides=TINY_MLP + ["train.epochs=3"], out=tmp_path / "run")
     run = res.run_dir
-    for name in ("recipe.yaml", "best.pt", "last.pt", "metrics.csv", "metrics.json", "curves.png", "data.json"):
+    for name in (
+        "recipe.yaml",
+        "best.pt",
+        "last.pt",
+        "metrics.csv",
+        "metrics.json",
+        "curves.png",
+        "data.json",
+    ):
         assert (run / name).is_file(), name
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -96,8 +104,18 @@ def test_existing_run_is_not_overwritten(tmp_path):
 
 def test_early_stopping_stops_and_keeps_best(tmp_path):
     # A learning rate of zero cannot improve anything: the run must stop after `patience` more epochs.
-    res = train("mlp", data="builtin:iris", overrides=["model.hidden=[8]", "train.lr=1e-12", "train.epochs=30",
-                                                        "train.patience=3", "train.schedule=none"], out=tmp_path / "r")
+    res = train(
+        "mlp",
+        data="builtin:iris",
+        overrides=[
+            "model.hidden=[8]",
+            "train.lr=1e-12",
+            "train.epochs=30",
+            "train.patience=3",
+            "train.schedule=none",
+        ],
+        out=tmp_path / "r",
+    )
     assert res.metrics["stopped_early"] is True
     assert res.metrics["epochs_run"] == res.metrics["best_epoch"] + 3
     assert load_checkpoint(tmp_path / "r" / "best.pt")["epoch"] + 1 == res.metrics["best_epoch"]
@@ -107,23 +125,41 @@ def test_early_stopping_stops_and_keeps_best(tmp_path):
 @pytest.mark.parametrize("schedule", ["none", "cosine", "step", "onecycle"])
 def test_optimizers_and_schedules_learn(tmp_path, optimizer, schedule):
     lr = {"sgd": 0.05, "rmsprop": 0.003}.get(optimizer, 0.01)
-    res = train("mlp", data="builtin:iris", out=tmp_path / "r", overrides=TINY_MLP + [
-        f"train.optimizer={optimizer}", f"train.schedule={schedule}", f"train.lr={lr}", "train.epochs=12",
-        "train.step_size=4", "train.weight_decay=1e-4", "train.grad_clip=1.0"])
+    res = train(
+        "mlp",
+        data="builtin:iris",
+        out=tmp_path / "r",
+        overrides=TINY_MLP
+        + [
+            f"train.optimizer={optimizer}",
+            f"train.schedule={schedule}",
+            f"train.lr={lr}",
+            "train.epochs=12",
+            "train.step_size=4",
+            "train.weight_decay=1e-4",
+            "train.grad_clip=1.0",
+        ],
+    )
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert res.metrics["accuracy"] > 0.6  # chance is 0.33
 
 
 @pytest.mark.parametrize("loss", ["bce", "cross_entropy"])
 def test_classification_losses(tmp_path, loss):
-    res = train("mlp", data="builtin:iris", out=tmp_path / "r",
-                overrides=TINY_MLP + [f"train.loss={loss}", "train.epochs=15", "train.lr=0.01"])
+    res = train(
+        "mlp",
+        data="builtin:iris",
+        out=tmp_path / "r",
+        overrides=TINY_MLP + [f"train.loss={loss}", "train.epochs=15", "train.lr=0.01"],
+    )
     assert res.metrics["accuracy"] > 0.6
 
 
 @pytest.mark.parametrize("loss", ["mse", "mae", "huber"])
 def test_regression_reports_in_target_units(tmp_path, loss):
-    res = train("mlp-regress", out=tmp_path / "r", overrides=TINY_MLP + [f"train.loss={loss}", "train.epochs=15"])
+    res = train(
+        "mlp-regress", out=tmp_path / "r", overrides=TINY_MLP + [f"train.loss={loss}", "train.epochs=15"]
+    )
     m = res.metrics
     assert set(m) >= {"mse", "rmse", "mae", "r2"}
     assert m["rmse"] == pytest.approx(m["mse"] ** 0.5)

@@ -19,8 +19,14 @@ def recipes(
 
     defaults = {v: k for k, v in ALIASES.items()}
     rows = [
-        {"name": r.name, "alias": defaults.get(r.name), "task": r.task, "arch": r.arch, "data": r.data.source,
-         "description": r.description}
+        {
+            "name": r.name,
+            "alias": defaults.get(r.name),
+            "task": r.task,
+            "arch": r.arch,
+            "data": r.data.source,
+            "description": r.description,
+        }
         for r in list_recipes()
     ]
     if as_json:

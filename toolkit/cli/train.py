@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from toolkit.cli._common import console, err_console, handle_errors, print_json
@@ -18,9 +25,14 @@ class RichProgress:
     def __init__(self, main_metric: str) -> None:
         self.metric = main_metric
         self.bar = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  val {task.fields[metric]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self.task_id: Any = None
         self.steps = 1
@@ -41,8 +53,11 @@ class RichProgress:
         total = self.bar.tasks[0].total
         metric = row.get(f"val_{self.metric}")
         self.bar.update(
-            self.task_id, completed=epoch, epoch=f"{min(epoch + 1, int(total))}/{int(total)}",
-            loss=f"{row['train_loss']:.4f}", metric=f"{self.metric}={metric:.4f}" if metric is not None else "-",
+            self.task_id,
+            completed=epoch,
+            epoch=f"{min(epoch + 1, int(total))}/{int(total)}",
+            loss=f"{row['train_loss']:.4f}",
+            metric=f"{self.metric}={metric:.4f}" if metric is not None else "-",
         )
 
     def stop(self) -> None:
@@ -53,26 +68,46 @@ class RichProgress:
 
 @handle_errors
 def train(
-    recipe: Annotated[Optional[str], typer.Argument(help="Recipe name (see `toolkit recipes`), architecture or YAML path.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="builtin:NAME, a .csv file, an image folder or an .npz file.")] = None,
-    target: Annotated[Optional[str], typer.Option(help="CSV target column (default: the last column).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (train.epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size (train.batch_size).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (train.lr).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for split, init, shuffling (train.seed).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (train.device).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set train.lr=3e-4 (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/NAME, -2, -3... when taken).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run in this directory.")] = None,
+    recipe: Annotated[
+        str | None, typer.Argument(help="Recipe name (see `toolkit recipes`), architecture or YAML path.")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="builtin:NAME, a .csv file, an image folder or an .npz file.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="CSV target column (default: the last column).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (train.epochs).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (train.batch_size).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (train.lr).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for split, init, shuffling (train.seed).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (train.device).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override any recipe key: --set train.lr=3e-4 (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/NAME, -2, -3... when taken).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue an interrupted run in this directory.")
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
 ) -> None:
     """Train a recipe on data; writes a run directory with checkpoints, metrics and curves."""
     from toolkit.metrics import MAIN_METRIC
-    from toolkit.train import resolve_recipe, train as train_api
+    from toolkit.train import resolve_recipe
+    from toolkit.train import train as train_api
 
     overrides = list(set_ or [])
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed), ("device", device)):
+    for key, value in (
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("lr", lr),
+        ("seed", seed),
+        ("device", device),
+    ):
         if value is not None:
             overrides.append(f"train.{key}={value}")
     if resume is None:
@@ -86,10 +121,17 @@ def train(
 
         if not torch.cuda.is_available():
             err_console.print("[yellow]warning:[/] CUDA requested but not available; training on CPU")
-    progress = RichProgress(MAIN_METRIC[rec.task][0]) if (rec is not None and not no_progress and not as_json) else None
+    progress = (
+        RichProgress(MAIN_METRIC[rec.task][0])
+        if (rec is not None and not no_progress and not as_json)
+        else None
+    )
     try:
         result = train_api(
-            rec if resume is None else None, out=out, resume=resume, progress=progress,
+            rec if resume is None else None,
+            out=out,
+            resume=resume,
+            progress=progress,
         )
     except KeyboardInterrupt:
         if progress is not None:
@@ -124,8 +166,12 @@ def _summary(result: Any) -> None:
 @handle_errors
 def eval_run(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `toolkit train`.")],
-    data: Annotated[Optional[str], typer.Option(help="Score all of this data source instead of the run's test split.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print metrics (and the confusion matrix) as JSON.")] = False,
+    data: Annotated[
+        str | None, typer.Option(help="Score all of this data source instead of the run's test split.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print metrics (and the confusion matrix) as JSON.")
+    ] = False,
 ) -> None:
     """Recompute test metrics from the best checkpoint; confusion matrix and confusion.png for classifiers."""
     from toolkit.train import evaluate_run
@@ -147,7 +193,12 @@ def eval_run(
         for lab in labels:
             cm.add_column(lab[:10], justify="right")
         for lab, row in zip(labels, result["confusion"]):
-            cm.add_row(lab[:10], *[f"[bold]{v}[/]" if i == labels.index(lab) else (str(v) if v else "·")
-                                   for i, v in enumerate(row)])
+            cm.add_row(
+                lab[:10],
+                *[
+                    f"[bold]{v}[/]" if i == labels.index(lab) else (str(v) if v else "·")
+                    for i, v in enumerate(row)
+                ],
+            )
         console.print(cm)
         console.print(f"wrote {result['plot']}")

@@ -39,12 +39,25 @@ def _sklearn(name: str) -> Callable[[], RawData]:
         if name == "digits":  # 8x8 grayscale images with pixel values 0..16
             x = bunch.images.astype(np.float32)[:, None] / 16.0
             names = [str(t) for t in bunch.target_names]
-            return RawData(x, bunch.target.astype(np.int64), "image", f"builtin:{name}", None, names,
-                           {"pixel_scale": 1 / 16.0})
+            return RawData(
+                x,
+                bunch.target.astype(np.int64),
+                "image",
+                f"builtin:{name}",
+                None,
+                names,
+                {"pixel_scale": 1 / 16.0},
+            )
         names = [str(t) for t in bunch.target_names] if hasattr(bunch, "target_names") else None
         y = bunch.target.astype(np.int64) if names else bunch.target.astype(np.float32)
-        return RawData(bunch.data.astype(np.float32), y, "tabular", f"builtin:{name}",
-                       [str(f) for f in bunch.feature_names], names)
+        return RawData(
+            bunch.data.astype(np.float32),
+            y,
+            "tabular",
+            f"builtin:{name}",
+            [str(f) for f in bunch.feature_names],
+            names,
+        )
 
     return load
 
@@ -59,8 +72,9 @@ BUILTIN: dict[str, tuple[Callable[[], RawData], str]] = {
 }
 
 
-def load_source(source: str, target: str | None = None, image_size: int | None = None,
-                channels: int | None = None) -> RawData:
+def load_source(
+    source: str, target: str | None = None, image_size: int | None = None, channels: int | None = None
+) -> RawData:
     """Read any supported data source; raise ToolkitError with what is allowed when it cannot be read."""
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
@@ -160,8 +174,15 @@ def read_image_folder(path: Path, image_size: int | None, channels: int | None) 
         images.append(arr)
         labels.append(label)
     x = np.stack(images).astype(np.float32)
-    return RawData(x, np.array(labels, dtype=object), "image", str(path), None, None,
-                   {"pixel_scale": 1 / 255.0, "resize": "bilinear" if image_size else None})
+    return RawData(
+        x,
+        np.array(labels, dtype=object),
+        "image",
+        str(path),
+        None,
+        None,
+        {"pixel_scale": 1 / 255.0, "resize": "bilinear" if image_size else None},
+    )
 
 
 # --------------------------------------------------------------------------------------------- npz

@@ -21,7 +21,9 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, input_kind: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    name: str, input_kind: str
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _REGISTRY[name] = ModelEntry(name, fn, input_kind)
         return fn

@@ -20,8 +20,16 @@ def _block(c_in: int, c_out: int, k: int, bn: bool) -> nn.Sequential:
 
 
 class CNN(nn.Module):
-    def __init__(self, in_channels: int, channels: list[int], kernel_size: int, hidden: int, num_outputs: int,
-                 dropout: float, batch_norm: bool) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: list[int],
+        kernel_size: int,
+        hidden: int,
+        num_outputs: int,
+        dropout: float,
+        batch_norm: bool,
+    ) -> None:
         super().__init__()
         blocks, c = [], in_channels
         for width in channels:
@@ -31,7 +39,11 @@ class CNN(nn.Module):
         # Global average pooling keeps the head independent of the input size (any H, W exports cleanly).
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(hidden, num_outputs),
         )
 
@@ -42,5 +54,6 @@ class CNN(nn.Module):
 @register_model("cnn", input_kind="image")
 def build_cnn(cfg, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     in_channels = input_shape[0]
-    return CNN(in_channels, list(cfg.channels), cfg.kernel_size, cfg.hidden, num_outputs, cfg.dropout,
-               cfg.batch_norm)
+    return CNN(
+        in_channels, list(cfg.channels), cfg.kernel_size, cfg.hidden, num_outputs, cfg.dropout, cfg.batch_norm
+    )

@@ -11,8 +11,15 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiL
 
 
 class MLP(nn.Module):
-    def __init__(self, in_features: int, hidden: list[int], num_outputs: int, dropout: float, activation: str,
-                 batch_norm: bool) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        hidden: list[int],
+        num_outputs: int,
+        dropout: float,
+        activation: str,
+        batch_norm: bool,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features

@@ -33,8 +33,12 @@ def next_run_dir(name: str, root: Path = RUNS_ROOT) -> Path:
     return candidate
 
 
-def resolve_recipe(recipe: str | Path | Recipe, data: str | None = None, target: str | None = None,
-                   overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+def resolve_recipe(
+    recipe: str | Path | Recipe,
+    data: str | None = None,
+    target: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Recipe:
     """Load a recipe by name or path and apply --data/--target and --set overrides (in that order)."""
     if isinstance(recipe, Recipe):
         raw = recipe.to_dict()
@@ -84,7 +88,9 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         if recipe is not None or data or target or overrides or out:
-            raise ToolkitError("--resume continues a run with its saved recipe; drop the recipe, --data and --set")
+            raise ToolkitError(
+                "--resume continues a run with its saved recipe; drop the recipe, --data and --set"
+            )
         if not (run_dir / "recipe.yaml").is_file():
             raise ToolkitError(f"cannot resume {run_dir}: no recipe.yaml there (not a run directory)")
         rec = load_recipe(run_dir / "recipe.yaml")
@@ -101,9 +107,13 @@ def train(
     if resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "recipe.yaml", f"# resolved recipe of this run (toolkit train)\n{rec.to_yaml()}")
-    write_json(run_dir / "data.json", {
-        **splits.spec, "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
-    })
+    write_json(
+        run_dir / "data.json",
+        {
+            **splits.spec,
+            "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
+        },
+    )
     result = fit(rec, splits, run_dir, resume=resume is not None, progress=progress, callbacks=callbacks)
     task = make_task(rec, splits.spec)
     metrics = {

@@ -17,7 +17,9 @@ def random_affine(x: torch.Tensor, shift: float, rotate_deg: float) -> torch.Ten
     # affine_grid works in [-1, 1] coordinates, so a shift of s (fraction of the side) is 2*s.
     t = (torch.rand(b, 2, device=x.device) * 2 - 1) * 2 * shift
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)  # (B, 2, 3)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1
+    )  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     # Border padding repeats the (normalized) background instead of inventing a new value.
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -20,7 +20,9 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ToolkitError(f"checkpoint not found: {path} (is this a run directory written by `toolkit train`?)")
+        raise ToolkitError(
+            f"checkpoint not found: {path} (is this a run directory written by `toolkit train`?)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a damaged file: say which one, not a pickle traceback

@@ -49,7 +49,9 @@ def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 def build_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
     t = recipe.train
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.momentum > 0)
+        return torch.optim.SGD(
+            params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.momentum > 0
+        )
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
@@ -65,7 +67,9 @@ def build_scheduler(recipe: Recipe, opt: torch.optim.Optimizer, steps_per_epoch:
     if t.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=t.step_size, gamma=t.gamma), False
     if t.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, epochs=t.epochs, steps_per_epoch=steps_per_epoch), True
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=t.lr, epochs=t.epochs, steps_per_epoch=steps_per_epoch
+        ), True
     return None, False
 
 
@@ -223,13 +227,17 @@ def fit(
     model_entry(recipe.arch)
     torch.manual_seed(t.seed)
     model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs).to(device)
-    train_batches = Batches(to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size)
+    train_batches = Batches(
+        to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
+    )
     x_val = to_device(splits.x_val, device)
     opt = build_optimizer(recipe, model.parameters())
     scheduler, per_batch = build_scheduler(recipe, opt, len(train_batches))
     amp_dtype = autocast_dtype(device, t.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    augment = (recipe.data.augment.shift, recipe.data.augment.rotate) if splits.spec["kind"] == "image" else (0, 0)
+    augment = (
+        (recipe.data.augment.shift, recipe.data.augment.rotate) if splits.spec["kind"] == "image" else (0, 0)
+    )
     has_val = len(splits.x_val) > 0
     val_key = f"val_{task.main_metric}" if has_val else "train_loss"
     mode = task.mode if has_val else "min"
@@ -247,7 +255,11 @@ def fit(
             scaler.load_state_dict(state["scaler"])
         history = state["history"]
         start_epoch, best_value, best_loss, best_epoch, bad_epochs = (
-            state["epoch"] + 1, state["best_value"], state["best_loss"], state["best_epoch"], state["bad_epochs"],
+            state["epoch"] + 1,
+            state["best_value"],
+            state["best_loss"],
+            state["best_epoch"],
+            state["bad_epochs"],
         )
     stopped_early = bool(resume and start_epoch > 0 and t.patience and bad_epochs >= t.patience)
     t0 = time.perf_counter()
@@ -259,7 +271,16 @@ def fit(
         torch.manual_seed(epoch_seed(t.seed, epoch))
         e0 = time.perf_counter()
         train_loss = train_one_epoch(
-            model, task, train_batches, opt, scheduler, per_batch, t.grad_clip, augment, amp_dtype, scaler,
+            model,
+            task,
+            train_batches,
+            opt,
+            scheduler,
+            per_batch,
+            t.grad_clip,
+            augment,
+            amp_dtype,
+            scaler,
             on_batch=progress.advance if progress is not None else None,
         )
         lr = opt.param_groups[0]["lr"]
@@ -278,13 +299,20 @@ def fit(
         else:
             bad_epochs += 1
         stopped_early = bool(t.patience and bad_epochs >= t.patience)
-        save_checkpoint(last_path, {
-            **_model_payload(recipe, splits, model, epoch),
-            "optimizer": opt.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "history": history, "best_value": best_value, "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-        })
+        save_checkpoint(
+            last_path,
+            {
+                **_model_payload(recipe, splits, model, epoch),
+                "optimizer": opt.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "history": history,
+                "best_value": best_value,
+                "best_loss": best_loss,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+            },
+        )
         _write_history(run_dir / "metrics.csv", history)
         if progress is not None:
             progress.update(epoch + 1, row)
@@ -296,7 +324,9 @@ def fit(
     model.load_state_dict(best["model"])
     test = evaluate(model, task, to_device(splits.x_test, device), splits.y_test)
     test.pop("loss", None)
-    return FitResult(run_dir, history, best_epoch + 1, stopped_early, test, str(device), time.perf_counter() - t0)
+    return FitResult(
+        run_dir, history, best_epoch + 1, stopped_early, test, str(device), time.perf_counter() - t0
+    )
 
 
 def load_model(ckpt: dict[str, Any]) -> nn.Module:

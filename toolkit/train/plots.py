@@ -38,7 +38,9 @@ def plot_curves(history: list[dict[str, float]], main_metric: str, path: Path) -
     plt.close(fig)
 
 
-def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str = "confusion matrix (test)") -> None:
+def plot_confusion(
+    cm: np.ndarray, labels: list[str], path: Path, title: str = "confusion matrix (test)"
+) -> None:
     plt = _plt()
     n = len(labels)
     size = max(4.0, 0.5 * n + 2)
@@ -50,7 +52,14 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str = "
     threshold = cm.max() / 2 if cm.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
