@@ -74,9 +74,7 @@ def train(
     data: Annotated[
         str | None, typer.Option(help="builtin:NAME, a .csv file, an image folder or an .npz file.")
     ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="CSV target column (default: the last column).")
-    ] = None,
+    target: Annotated[str | None, typer.Option(help="CSV target column (default: the last column).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (train.epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (train.batch_size).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (train.lr).")] = None,

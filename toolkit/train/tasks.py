@@ -28,6 +28,7 @@ class Task:
 
     def __init__(self, recipe: Any, spec: dict[str, Any]) -> None:
         self.recipe, self.spec = recipe, spec
+        self.loss_name = recipe.loss  # resolved once: loss() runs every batch
 
     def targets(self, y: np.ndarray) -> torch.Tensor:
         """numpy targets -> the tensor the loss expects."""
@@ -49,7 +50,7 @@ class Classify(Task):
     target_dtype = torch.int64
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # (B, K), (B,)
-        if self.recipe.loss == "bce":
+        if self.loss_name == "bce":
             onehot = F.one_hot(targets, outputs.shape[1]).to(outputs.dtype)
             return F.binary_cross_entropy_with_logits(outputs, onehot)
         return F.cross_entropy(outputs, targets, label_smoothing=self.recipe.train.label_smoothing)
@@ -69,7 +70,7 @@ class Regress(Task):
         return torch.as_tensor((y.reshape(len(y), -1) - t["mean"]) / t["std"], dtype=torch.float32)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        fn = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}[self.recipe.loss]
+        fn = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}[self.loss_name]
         return fn(outputs, targets)
 
     def predictions(self, outputs: np.ndarray) -> np.ndarray:
