@@ -240,8 +240,13 @@ def bench_recipe(
     bare_sps: list[float] = []
     e2e_sps: list[float] = []
     for r in range(rounds):
-        trainer_sps.append(n * epochs / timed(trainer.run, epochs))
-        bare_sps.append(n * epochs / timed(bare.run, epochs))
+        # Alternate which loop goes first, so neither always runs right after the end-to-end `fit` epochs.
+        if r % 2 == 0:
+            trainer_sps.append(n * epochs / timed(trainer.run, epochs))
+            bare_sps.append(n * epochs / timed(bare.run, epochs))
+        else:
+            bare_sps.append(n * epochs / timed(bare.run, epochs))
+            trainer_sps.append(n * epochs / timed(trainer.run, epochs))
         e2e_sps.append(n / fit_epoch_seconds(s, fit_epochs))
         console.print(
             f"  round {r + 1}/{rounds}: trainer {trainer_sps[-1]:,.0f}  bare {bare_sps[-1]:,.0f}  "
@@ -337,8 +342,14 @@ def summary_table(results: list[dict[str, Any]]) -> Table:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results/train_overhead.json"))
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved trainer/bare rounds (default 7)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved trainer/bare rounds (default 15)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine two threads make single rounds vary by 2x; "
+        "0 = torch's default)",
+    )
     parser.add_argument(
         "--epochs",
         type=int,
