@@ -223,3 +223,14 @@ def test_bad_data_leaves_no_run_directory(tmp_path):
     with pytest.raises(ToolkitError):
         train("cnn", data="builtin:iris", out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    write_json(tmp_path / "a.json", {})
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

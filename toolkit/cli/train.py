@@ -43,7 +43,7 @@ class RichProgress:
         self.bar.start()
         self.started = True
         self.task_id = self.bar.add_task(
-            "train", total=epochs, completed=done, epoch=f"{done + 1}/{epochs}", loss="-", metric="-"
+            "train", total=epochs, completed=done, epoch=f"{done}/{epochs}", loss="-", metric="-"
         )
 
     def advance(self, n: float) -> None:
@@ -55,7 +55,7 @@ class RichProgress:
         self.bar.update(
             self.task_id,
             completed=epoch,
-            epoch=f"{min(epoch + 1, int(total))}/{int(total)}",
+            epoch=f"{epoch}/{int(total)}",
             loss=f"{row['train_loss']:.4f}",
             metric=f"{self.metric}={metric:.4f}" if metric is not None else "-",
         )
@@ -148,7 +148,8 @@ def train(
 
 def _summary(result: Any) -> None:
     m = result.metrics
-    table = Table(title=f"{m['recipe']} on {m['data']} — test split ({m['samples']['test']} samples)")
+    console.print(f"[bold]test metrics[/] · {m['recipe']} on {m['data']} · {m['samples']['test']} samples")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in m.items():
@@ -178,7 +179,8 @@ def eval_run(
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"{run_dir} on {result['source']} ({result['samples']} samples)")
+    console.print(f"[bold]test metrics[/] · {run_dir} on {result['source']} · {result['samples']} samples")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in result["metrics"].items():
