@@ -1,4 +1,5 @@
-"""Every registered model: a tiny forward pass has the right shape and no NaN; backward reaches all weights."""
+"""Every registered model, for every task it serves: tiny forward passes (shape, no NaN) at several batch
+sizes and sequence lengths; backward reaches all weights; text models ignore padding."""
 
 from __future__ import annotations
 
@@ -6,37 +7,93 @@ import pytest
 import torch
 
 from toolkit.models import create_model, list_models, model_entry
-from toolkit.recipe import MODEL_CONFIGS
+from toolkit.recipe import ARCH_TASKS, MODEL_CONFIGS
 
-SHAPES = {"tabular": (7,), "image": (1, 8, 8)}
+VOCAB = 50
+TOKENS_SPEC = {
+    "kind": "tokens",
+    "tokenizer": {"vocab": ["<pad>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 2)]},
+}
+CASES = [(arch, task) for arch in list_models() for task in ARCH_TASKS[arch]]
 
 
-@pytest.mark.parametrize("name", list_models())
-@pytest.mark.parametrize("batch", [1, 5])
-def test_forward_shape_and_finite(name, batch):
+def _build(arch, task, num_outputs=3, **cfg):
+    kind = model_entry(arch).input_kind(task)
+    spec = TOKENS_SPEC if kind == "tokens" else {"kind": kind}
+    shape = {"tabular": (7,), "image": (1, 8, 8), "series": (12, 1), "tokens": (12,)}[kind]
     torch.manual_seed(0)
-    entry = model_entry(name)
-    shape = SHAPES[entry.input_kind]
-    model = create_model(name, MODEL_CONFIGS[name](), shape, num_outputs=3).eval()
-    out = model(torch.randn(batch, *shape))
+    return create_model(arch, MODEL_CONFIGS[arch](**cfg), shape, num_outputs, spec), kind
+
+
+def _input(kind, batch, length=12):
+    if kind == "tabular":
+        return torch.randn(batch, 7)
+    if kind == "image":
+        return torch.randn(batch, 1, 8, 8)
+    if kind == "series":
+        return torch.randn(batch, length, 1)
+    return torch.randint(2, VOCAB, (batch, length))
+
+
+@pytest.mark.parametrize("arch, task", CASES, ids=[f"{a}-{t}" for a, t in CASES])
+@pytest.mark.parametrize("batch, length", [(1, 12), (5, 3), (4, 40)])
+def test_forward_shape_and_finite(arch, task, batch, length):
+    model, kind = _build(arch, task)
+    out = model.eval()(_input(kind, batch, length))
     assert out.shape == (batch, 3)
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_backward_reaches_every_parameter(name):
-    torch.manual_seed(0)
-    shape = SHAPES[model_entry(name).input_kind]
-    model = create_model(name, MODEL_CONFIGS[name](), shape, num_outputs=2).train()
-    model(torch.randn(4, *shape)).sum().backward()
+@pytest.mark.parametrize("arch, task", CASES, ids=[f"{a}-{t}" for a, t in CASES])
+def test_backward_reaches_every_parameter(arch, task):
+    model, kind = _build(arch, task, num_outputs=2)
+    model.train()(_input(kind, 4)).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+
+
+TEXT_ARCHS = [
+    a
+    for a in list_models()
+    if "classify" in ARCH_TASKS[a] and model_entry(a).input_kind("classify") == "tokens"
+]
+
+
+@pytest.mark.parametrize("arch", TEXT_ARCHS)
+def test_text_predictions_do_not_change_with_padding(arch):
+    model, _ = _build(arch, "classify")
+    model.eval()
+    tokens = torch.randint(2, VOCAB, (3, 9))
+    tokens[1, 5:] = 0  # a shorter text inside the batch
+    tokens[2, 2:] = 0
+    padded = torch.cat([tokens, torch.zeros(3, 20, dtype=torch.int64)], dim=1)
+    with torch.no_grad():
+        a, b = model(tokens), model(padded)
+        alone = model(tokens[2:3, :2])  # the short text in a batch of its own, with no padding at all
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a[2:3], alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", [a for a in list_models() if "forecast" in ARCH_TASKS[a]])
+def test_residual_forecaster_starts_from_the_last_value(arch):
+    model, _ = _build(arch, "forecast", num_outputs=2)
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.randn(4, 12, 1)
+    torch.testing.assert_close(model.eval()(x), x[:, -1].expand(4, 2))
 
 
 def test_cnn_accepts_other_image_sizes_and_channels():
     model = create_model("cnn", MODEL_CONFIGS["cnn"](channels=[4, 8, 8]), (3, 20, 28), num_outputs=4).eval()
     assert model(torch.randn(2, 3, 20, 28)).shape == (2, 4)
     assert model(torch.randn(2, 3, 9, 9)).shape == (2, 4)  # global pooling: size independent
+
+
+def test_transformer_heads_must_divide_width():
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError, match="divide"):
+        MODEL_CONFIGS["transformer"](d_model=30, heads=4)
 
 
 def test_every_config_has_a_builder():

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 # The main metric of each task and whether larger is better: early stopping and model selection use it.
-MAIN_METRIC: dict[str, tuple[str, str]] = {"classify": ("accuracy", "max"), "regress": ("mse", "min")}
+MAIN_METRIC: dict[str, tuple[str, str]] = {
+    "classify": ("accuracy", "max"),
+    "regress": ("mse", "min"),
+    "forecast": ("mae", "min"),
+}
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -45,6 +49,20 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "rmse": float(np.sqrt(mse)),
         "mae": float(np.mean(np.abs(err))),
         "r2": float(1 - np.sum(err**2) / ss_tot) if ss_tot > 0 else 0.0,
+    }
+
+
+def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """mae, rmse and mape over every forecast step. mape (a fraction, not %) skips actual values of 0."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    err = np.asarray(y_pred, dtype=np.float64) - y_true
+    nonzero = np.abs(y_true) > 1e-12
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mape": float(np.mean(np.abs(err[nonzero]) / np.abs(y_true[nonzero])))
+        if nonzero.any()
+        else float("nan"),
     }
 
 

@@ -30,13 +30,29 @@ Device = Literal["auto", "cpu", "cuda"]
 Activation = Literal["relu", "gelu", "tanh", "silu"]
 
 # The bare architecture name picks its default recipe.
-ALIASES: dict[str, str] = {"mlp": "mlp-tabular", "cnn": "cnn-image"}
+ALIASES: dict[str, str] = {
+    "mlp": "mlp-tabular",
+    "cnn": "cnn-image",
+    "rnn": "rnn-forecast",
+    "lstm": "lstm-forecast",
+    "gru": "gru-forecast",
+    "transformer": "transformer-text",
+}
 
 # Which tasks each architecture can do, and which losses each task accepts.
-ARCH_TASKS: dict[str, tuple[str, ...]] = {"mlp": ("classify", "regress"), "cnn": ("classify", "regress")}
+# Sequence architectures classify token sequences (text) and forecast series.
+ARCH_TASKS: dict[str, tuple[str, ...]] = {
+    "mlp": ("classify", "regress"),
+    "cnn": ("classify", "regress"),
+    "rnn": ("forecast", "classify"),
+    "lstm": ("forecast", "classify"),
+    "gru": ("forecast", "classify"),
+    "transformer": ("forecast", "classify"),
+}
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classify": ("auto", "cross_entropy", "bce"),
     "regress": ("auto", "mse", "mae", "huber"),
+    "forecast": ("auto", "mse", "mae", "huber"),
 }
 
 
@@ -45,10 +61,25 @@ TASK_LOSSES: dict[str, tuple[str, ...]] = {
 class AugmentConfig:
     shift: float = 0.0  # max random translation, as a fraction of the image side (images only)
     rotate: float = 0.0  # max random rotation in degrees (images only)
+    token_dropout: float = 0.0  # text: chance that a token is replaced by <unk> during training
 
     def __post_init__(self) -> None:
+        _check_range("data.augment.token_dropout", self.token_dropout, 0.0, 0.9)
         _check_range("data.augment.shift", self.shift, 0.0, 0.5)
         _check_range("data.augment.rotate", self.rotate, 0.0, 180.0)
+
+
+@dataclass
+class TokenizerConfig:
+    level: Literal["word", "char"] = "word"  # word tokens (\w+ and punctuation) or single characters
+    lowercase: bool = True
+    max_vocab: int = 20000  # most frequent train-split tokens kept, plus <pad> and <unk>
+    min_freq: int = 1  # tokens seen fewer times in the train split become <unk>
+    max_length: int = 128  # longer texts are truncated to this many tokens
+
+    def __post_init__(self) -> None:
+        if self.max_vocab < 1 or self.min_freq < 1 or self.max_length < 1:
+            raise ToolkitError("data.tokenizer.max_vocab, min_freq and max_length must be positive integers")
 
 
 @dataclass
@@ -60,8 +91,17 @@ class DataConfig:
     image_size: int | None = None  # image folders: resize to this square side; None keeps the size
     channels: int | None = None  # image folders: 1 (grayscale) or 3 (RGB); None: from the first image
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    window: int = 24  # forecast: past values the model sees
+    horizon: int = 1  # forecast: future values it predicts
+    time_column: str | None = None  # forecast CSV: optional time column (axis labels; rows must be in order)
+    text_column: str = "text"  # text CSV: column holding the text
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
+        if self.window < 1 or self.horizon < 1:
+            raise ToolkitError(
+                f"data.window and data.horizon must be >= 1 (got {self.window}, {self.horizon})"
+            )
         _check_range("data.val_fraction", self.val_fraction, 0.0, 0.5)
         _check_range("data.test_fraction", self.test_fraction, 0.0, 0.5)
         if self.image_size is not None and self.image_size < 4:
@@ -137,7 +177,48 @@ class CNNConfig:
         _check_range("model.dropout", self.dropout, 0.0, 0.9)
 
 
-MODEL_CONFIGS: dict[str, type] = {"mlp": MLPConfig, "cnn": CNNConfig}
+@dataclass
+class RNNConfig:
+    hidden: int = 64  # hidden state width
+    layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.1  # between recurrent layers and before the head
+    embed_dim: int = 64  # text: token embedding width (unused for series)
+    residual: bool = True  # forecast: predict the change from the last observed value
+
+    def __post_init__(self) -> None:
+        _check_widths("model.hidden/layers/embed_dim", [self.hidden, self.layers, self.embed_dim], False)
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int = 64  # token/embedding width
+    heads: int = 4  # attention heads (must divide d_model)
+    layers: int = 2  # encoder layers
+    ff_dim: int = 128  # feed-forward width inside each layer
+    dropout: float = 0.1
+    max_length: int = 512  # longest sequence the positional table covers
+    residual: bool = True  # forecast: predict the change from the last observed value
+
+    def __post_init__(self) -> None:
+        _check_widths(
+            "model.d_model/heads/layers/ff_dim", [self.d_model, self.heads, self.layers, self.ff_dim], False
+        )
+        if self.d_model % self.heads:
+            raise ToolkitError(f"model.heads must divide model.d_model (got {self.heads} and {self.d_model})")
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+        if self.max_length < 1:
+            raise ToolkitError(f"model.max_length must be positive (got {self.max_length})")
+
+
+MODEL_CONFIGS: dict[str, type] = {
+    "mlp": MLPConfig,
+    "cnn": CNNConfig,
+    "rnn": RNNConfig,
+    "lstm": RNNConfig,
+    "gru": RNNConfig,
+    "transformer": TransformerConfig,
+}
 
 
 # --------------------------------------------------------------------------------------------- recipe
@@ -161,7 +242,7 @@ class Recipe:
     def loss(self) -> str:
         if self.train.loss != "auto":
             return self.train.loss
-        return {"classify": "cross_entropy", "regress": "mse"}.get(self.task, "mse")
+        return {"classify": "cross_entropy"}.get(self.task, "mse")
 
 
 def recipe_from_dict(raw: dict[str, Any]) -> Recipe:

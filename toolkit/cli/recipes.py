@@ -14,7 +14,7 @@ from toolkit.cli._common import console, handle_errors, print_json
 def recipes(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
-    """List the shipped recipes: name, task, architecture and default data."""
+    """List the shipped recipes: name (ARCH-TASK), task and default data; --json adds arch and description."""
     from toolkit.recipe import ALIASES, list_recipes
 
     defaults = {v: k for k, v in ALIASES.items()}
@@ -32,9 +32,13 @@ def recipes(
     if as_json:
         print_json(rows)
         return
-    table = Table(title="recipes (toolkit train NAME)")
-    for col in ("name", "alias", "task", "arch", "default data", "description"):
-        table.add_column(col)
+    wide = console.width >= 120  # the description column only where it fits without squeezing the rest
+    table = Table(title="recipes: toolkit train NAME (or the architecture for its default recipe)")
+    for col in ("name", "default for", "task", "default data"):
+        table.add_column(col, no_wrap=True)
+    if wide:
+        table.add_column("description")
     for r in rows:
-        table.add_row(r["name"], r["alias"] or "", r["task"], r["arch"], r["data"], r["description"])
+        cells = [r["name"], r["alias"] or "", r["task"], r["data"]]
+        table.add_row(*cells, *([r["description"]] if wide else []))
     console.print(table)

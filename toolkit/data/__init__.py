@@ -6,17 +6,28 @@ applies a run's recorded preprocessing to new data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from toolkit.data import series as ts
 from toolkit.data.preprocess import apply_spec, encode_labels, fit_spec, flatten_images
 from toolkit.data.sources import BUILTIN, RawData, load_source
 from toolkit.data.split import split_indices
+from toolkit.data.text import BUILTIN_TEXT, load_text
+from toolkit.data.tokenizer import Tokenizer
 from toolkit.errors import ToolkitError
 
-__all__ = ["BUILTIN", "Splits", "load_splits", "prepare_eval", "load_source", "apply_spec"]
+__all__ = ["BUILTIN", "BUILTIN_TEXT", "Splits", "load_splits", "prepare_eval", "load_source", "apply_spec"]
+
+# What each kind of model input is called in messages, and the recipes that take it.
+KIND_HINT = {
+    "tabular": "tabular data (use an mlp recipe)",
+    "image": "images (use cnn or mlp)",
+    "series": "a time series (use a forecast recipe: rnn, lstm, gru, transformer-forecast)",
+    "text": "text (use a text recipe: lstm-text, gru-text, transformer-text)",
+}
 
 
 @dataclass
@@ -28,6 +39,9 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     spec: dict[str, Any]  # preprocessing + labels + target scaling, JSON-serializable
+    # Task-specific extras: forecast baselines ("baselines": name -> test predictions) and the series with
+    # the test windows' positions, for plots.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -50,9 +64,7 @@ def _adapt(raw: RawData, input_kind: str) -> RawData:
         raw.x, raw.feature_names, raw.image = flatten_images(raw.x, raw.image)
         raw.kind = "tabular"
         return raw
-    raise ToolkitError(
-        f"this model needs image data, but {raw.source} is {raw.kind}; use an mlp recipe instead"
-    )
+    raise ToolkitError(f"this model needs {input_kind} data, but {raw.source} is {KIND_HINT[raw.kind]}")
 
 
 def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
@@ -69,8 +81,38 @@ def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
     return y, None
 
 
+def builtin_kind(source: str) -> str | None:
+    """The kind of a builtin:NAME source ('tabular', 'image', 'series', 'text'), or None if not builtin."""
+    if not source.startswith("builtin:"):
+        return None
+    name = source.split(":", 1)[1]
+    if name in ts.BUILTIN_SERIES:
+        return "series"
+    if name in BUILTIN_TEXT:
+        return "text"
+    if name == "digits":
+        return "image"
+    if name in BUILTIN:
+        return "tabular"
+    allowed = sorted([*BUILTIN, *ts.BUILTIN_SERIES, *BUILTIN_TEXT])
+    raise ToolkitError(f"unknown builtin dataset {name!r}; allowed: {', '.join(allowed)}")
+
+
+def _check_kind(source: str, input_kind: str) -> None:
+    kind = builtin_kind(source)
+    wants = {"series": "series", "tokens": "text"}.get(input_kind)
+    if kind is not None and (kind in ("series", "text") or wants) and kind != wants:
+        needed = KIND_HINT[wants] if wants else f"{input_kind} data"
+        raise ToolkitError(f"this recipe needs {needed.split(' (')[0]}, but {source} is {KIND_HINT[kind]}")
+
+
 def load_splits(cfg: Any, task: str, input_kind: str, seed: int) -> Splits:
-    """Read cfg.source, split with `seed`, fit preprocessing on the train split and apply it to all three."""
+    """Read cfg.source, split it (with `seed` where random), fit preprocessing on the train split only."""
+    _check_kind(cfg.source, input_kind)
+    if input_kind == "series":
+        return _series_splits(cfg)
+    if input_kind == "tokens":
+        return _text_splits(cfg, seed)
     raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels)
     raw = _adapt(raw, input_kind)
     y, labels = _targets(raw, task)
@@ -87,10 +129,73 @@ def load_splits(cfg: Any, task: str, input_kind: str, seed: int) -> Splits:
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
 
 
+def _text_splits(cfg: Any, seed: int) -> Splits:
+    raw = load_text(cfg.source, cfg.text_column, cfg.target)
+    y, labels = encode_labels(raw.y, None)
+    if len(labels) < 2:
+        raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
+    tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, True, labels)
+    t = cfg.tokenizer
+    tok = Tokenizer.fit(raw.x[tr], t.level, t.lowercase, t.max_vocab, t.min_freq, t.max_length)
+    x = tok.encode_batch(list(raw.x))  # (N, L) right-padded to the longest text; batches trim further
+    spec = {
+        "kind": "tokens",
+        "source": raw.source,
+        "text_column": cfg.text_column,
+        "labels": labels,
+        "tokenizer": tok.to_dict(),
+    }
+    return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
+
+
+def _series_splits(cfg: Any) -> Splits:
+    s = ts.load_series(cfg.source, cfg.target, cfg.time_column)
+    w, h, n = cfg.window, cfg.horizon, len(s.values)
+    x, y, starts = ts.make_windows(s.values, w, h)
+    train_end, val_end = ts.chronological_parts(n, cfg.val_fraction, cfg.test_fraction)
+    tr, va, te = ts.split_windows(starts, h, train_end, val_end, n)
+    parts = {
+        "train": tr.sum(),
+        "validation": va.sum() if cfg.val_fraction else 1,
+        "test": te.sum() if cfg.test_fraction else 1,
+    }
+    empty = [k for k, v in parts.items() if v == 0]
+    if empty:
+        raise ToolkitError(
+            f"{s.source}: {n} values leave no {empty[0]} windows for window {w} + horizon {h}; "
+            "use a smaller data.window or a longer series"
+        )
+    spec = ts.series_spec(s, train_end, w, h)
+    spec["source"] = s.source
+    mean, std = spec["mean"][0], spec["std"][0]
+    spec["target"] = {"mean": mean, "std": std}  # targets share the input scaling
+    xs = ((x - mean) / std)[..., None].astype(np.float32)  # (N, window, 1)
+    y = y.astype(np.float32)  # (N, horizon) in the series' own units
+    baselines = {"naive": ts.naive_forecast(x[te], h), "ar": ts.predict_ar(ts.fit_ar(x[tr], y[tr]), x[te])}
+    extra = {
+        "baselines": baselines,
+        "values": s.values,
+        "times": s.times,
+        "test_starts": starts[te],
+        "boundaries": (train_end, val_end),
+    }
+    return Splits(xs[tr], y[tr], xs[va], y[va], xs[te], y[te], spec, extra)
+
+
 def prepare_eval(
     source: str, spec: dict[str, Any], cfg: Any, task: str, input_kind: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read a whole data source and apply a run's recorded preprocessing and label mapping to it."""
+    _check_kind(source, input_kind)
+    if input_kind == "series":
+        s = ts.load_series(source, cfg.target, cfg.time_column)
+        x, y, _ = ts.make_windows(s.values, spec["window"], spec["horizon"])
+        xs = ((x - spec["mean"][0]) / spec["std"][0])[..., None].astype(np.float32)
+        return xs, y.astype(np.float32)
+    if input_kind == "tokens":
+        raw = load_text(source, spec.get("text_column", cfg.text_column), cfg.target)
+        tok = Tokenizer.from_dict(spec["tokenizer"])
+        return tok.encode_batch(list(raw.x)), _map_labels([str(v) for v in raw.y], spec["labels"], source)
     image = spec.get("image") or {}
     channels = image.get("channels", cfg.channels)
     raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels), input_kind)
@@ -98,21 +203,24 @@ def prepare_eval(
     if raw.x.shape[1:] != expected:
         raise ToolkitError(f"{source}: samples have shape {raw.x.shape[1:]}, the model expects {expected}")
     if task == "classify":
-        labels = spec["labels"]
         if raw.label_names is not None and np.issubdtype(np.asarray(raw.y).dtype, np.integer):
             names = [raw.label_names[int(i)] for i in raw.y]
         else:
             names = [str(v) for v in raw.y]
-        unknown = sorted(set(names) - set(labels))
-        if unknown:
-            raise ToolkitError(
-                f"{source}: labels {unknown[:5]} were not seen in training; known: {', '.join(labels)}"
-            )
-        index = {v: i for i, v in enumerate(labels)}
-        y = np.array([index[v] for v in names], dtype=np.int64)
+        y = _map_labels(names, spec["labels"], source)
     else:
         y, _ = _targets(raw, task)
     return apply_spec(spec, raw.x), y
+
+
+def _map_labels(names: list[str], labels: list[str], source: str) -> np.ndarray:
+    unknown = sorted(set(names) - set(labels))
+    if unknown:
+        raise ToolkitError(
+            f"{source}: labels {unknown[:5]} were not seen in training; known: {', '.join(labels)}"
+        )
+    index = {v: i for i, v in enumerate(labels)}
+    return np.array([index[v] for v in names], dtype=np.int64)
 
 
 def _expected_shape(spec: dict[str, Any]) -> list[int]:

@@ -15,14 +15,21 @@ from toolkit.errors import ToolkitError
 class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
-    input_kind: str  # "tabular" (N, F) | "image" (N, C, H, W) | later "sequence", "tokens"
+    # What the model consumes, by task: "tabular" (B, F), "image" (B, C, H, W), "series" (B, T, 1) float,
+    # "tokens" (B, T) int64 with 0 as padding. One string means the same for every task.
+    input_kinds: str | dict[str, str]
+
+    def input_kind(self, task: str) -> str:
+        if isinstance(self.input_kinds, str):
+            return self.input_kinds
+        return self.input_kinds[task]
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, input_kind: str
+    name: str, input_kind: str | dict[str, str]
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _REGISTRY[name] = ModelEntry(name, fn, input_kind)
@@ -41,9 +48,14 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, cfg: Any, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """Build architecture `name` from its config for inputs of `input_shape` (without batch) and `num_outputs`."""
-    return model_entry(name).builder(cfg, input_shape, num_outputs)
+def create_model(
+    name: str, cfg: Any, input_shape: tuple[int, ...], num_outputs: int, spec: dict[str, Any] | None = None
+) -> nn.Module:
+    """Build architecture `name` from its config for inputs of `input_shape` (without batch) and `num_outputs`.
+
+    `spec` is the data's preprocessing record: its "kind" picks the input kind for models that take several
+    (series or tokens), and text models read their vocabulary size from its tokenizer."""
+    return model_entry(name).builder(cfg, input_shape, num_outputs, spec or {})
 
 
-from toolkit.models import cnn, mlp  # noqa: E402,F401  (registers the builders)
+from toolkit.models import cnn, mlp, rnn, transformer  # noqa: E402,F401  (registers the builders)

@@ -52,7 +52,7 @@ class CNN(nn.Module):
 
 
 @register_model("cnn", input_kind="image")
-def build_cnn(cfg, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+def build_cnn(cfg, input_shape: tuple[int, ...], num_outputs: int, spec: dict) -> nn.Module:
     in_channels = input_shape[0]
     return CNN(
         in_channels, list(cfg.channels), cfg.kernel_size, cfg.hidden, num_outputs, cfg.dropout, cfg.batch_norm

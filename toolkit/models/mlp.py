@@ -37,6 +37,6 @@ class MLP(nn.Module):
 
 
 @register_model("mlp", input_kind="tabular")
-def build_mlp(cfg, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+def build_mlp(cfg, input_shape: tuple[int, ...], num_outputs: int, spec: dict) -> nn.Module:
     (in_features,) = input_shape
     return MLP(in_features, list(cfg.hidden), num_outputs, cfg.dropout, cfg.activation, cfg.batch_norm)

@@ -103,7 +103,7 @@ def train(
             raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
 
     # Data first: a bad source fails before anything is written, so no half-made run directory remains.
-    splits = load_splits(rec.data, rec.task, model_entry(rec.arch).input_kind, rec.train.seed)
+    splits = load_splits(rec.data, rec.task, model_entry(rec.arch).input_kind(rec.task), rec.train.seed)
     if resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "recipe.yaml", f"# resolved recipe of this run (toolkit train)\n{rec.to_yaml()}")
@@ -127,15 +127,30 @@ def train(
         "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
         "device": result.device,
     }
+    metrics.update(baseline_metrics(splits, metrics))
     write_json(run_dir / "metrics.json", metrics)
     if result.history:
         plot_curves(result.history, task.main_metric, run_dir / "curves.png")
     return TrainResult(run_dir, metrics, result.history, rec)
 
 
+def baseline_metrics(splits: Any, metrics: dict[str, Any]) -> dict[str, float]:
+    """Forecasting: the test MAE of each baseline on the same windows (naive_mae, ar_mae) and the network's
+    MAE relative to persistence (mae_vs_naive < 1 means it beats persistence)."""
+    import numpy as np
+
+    out: dict[str, float] = {}
+    for name, pred in splits.extra.get("baselines", {}).items():
+        out[f"{name}_mae"] = float(np.mean(np.abs(pred - splits.y_test)))
+    if "naive_mae" in out and "mae" in metrics and out["naive_mae"] > 0:
+        out["mae_vs_naive"] = metrics["mae"] / out["naive_mae"]
+    return out
+
+
 def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = True) -> dict[str, Any]:
     """Recompute test metrics from RUN_DIR/best.pt. With `data`, score all of that source instead
-    (preprocessed with the run's recorded statistics and label names). Writes confusion.png for classifiers."""
+    (preprocessed with the run's recorded statistics and label names). Writes confusion.png for classifiers
+    and forecast.png (the test series with the forecasts and baselines) for forecasters."""
     import numpy as np
     import torch
 
@@ -154,7 +169,8 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = Tru
     ckpt = load_checkpoint(run_dir / "best.pt")
     rec = recipe_from_dict(ckpt["recipe"])
     spec = ckpt["spec"]
-    kind = model_entry(rec.arch).input_kind
+    kind = model_entry(rec.arch).input_kind(rec.task)
+    splits = None
     if data is None:
         splits = load_splits(rec.data, rec.task, kind, rec.train.seed)
         x, y, source = splits.x_test, splits.y_test, f"{rec.data.source} (test split)"
@@ -165,6 +181,14 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = Tru
     task = make_task(rec, spec)
     outputs = predict_outputs(model, torch.as_tensor(x))
     result: dict[str, Any] = {"source": source, "samples": int(len(x)), "metrics": task.metrics(y, outputs)}
+    if rec.task == "forecast":
+        if splits is not None:
+            result["metrics"].update(baseline_metrics(splits, result["metrics"]))
+        if plots:
+            from toolkit.train.plots import plot_forecast
+
+            plot_forecast(spec, splits, x, y, task.predictions(outputs), run_dir / "forecast.png")
+            result["plot"] = str(run_dir / "forecast.png")
     if rec.task == "classify":
         labels = spec["labels"]
         cm = confusion_matrix(y, np.argmax(outputs, axis=1), len(labels))

@@ -23,3 +23,12 @@ def random_affine(x: torch.Tensor, shift: float, rotate_deg: float) -> torch.Ten
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     # Border padding repeats the (normalized) background instead of inventing a new value.
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def token_dropout(tokens: torch.Tensor, p: float, unk_id: int = 1) -> torch.Tensor:
+    """tokens: (B, T) ids with 0 as padding. Each real token becomes <unk> with probability p, so the model
+    learns from every word it knows instead of memorizing whole texts, and meets unknown words in training."""
+    if p <= 0:
+        return tokens
+    drop = (torch.rand(tokens.shape, device=tokens.device) < p) & (tokens != 0)
+    return tokens.masked_fill(drop, unk_id)

@@ -24,7 +24,7 @@ import torch.nn as nn
 from toolkit.data import Splits
 from toolkit.metrics import is_better
 from toolkit.recipe import Recipe
-from toolkit.train.augment import random_affine
+from toolkit.train.augment import random_affine, token_dropout
 from toolkit.train.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.train.tasks import Task, make_task
 
@@ -91,9 +91,13 @@ class Batches:
 
     def __iter__(self):
         perm = torch.randperm(len(self.x), device=self.x.device)
+        tokens = self.x.dtype == torch.int64  # right-padded token ids: trim each batch to its longest text
         for i in range(0, len(self.x), self.batch_size):
             idx = perm[i : i + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            xb = self.x[idx]
+            if tokens:
+                xb = xb[:, : max(int((xb != 0).sum(1).max()), 1)]
+            yield xb, self.y[idx]
 
 
 def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -116,6 +120,7 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
     on_batch: Callable[[float], None] | None = None,
+    token_p: float = 0.0,
 ) -> float:
     """One pass over the train batches; returns the mean loss."""
     model.train()
@@ -123,6 +128,8 @@ def train_one_epoch(
     for x, y in batches:
         if augment[0] > 0 or augment[1] > 0:
             x = random_affine(x, *augment)
+        if token_p > 0:
+            x = token_dropout(x, token_p)
         # autocast costs a few microseconds per batch even when disabled: enter it only for mixed precision.
         amp = (
             torch.autocast(x.device.type, dtype=amp_dtype)
@@ -233,7 +240,9 @@ def fit(
 
     model_entry(recipe.arch)
     torch.manual_seed(t.seed)
-    model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs).to(device)
+    model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec).to(
+        device
+    )
     train_batches = Batches(
         to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
     )
@@ -289,6 +298,7 @@ def fit(
             amp_dtype,
             scaler,
             on_batch=progress.advance if progress is not None else None,
+            token_p=recipe.data.augment.token_dropout if splits.spec["kind"] == "tokens" else 0.0,
         )
         lr = opt.param_groups[0]["lr"]
         if scheduler is not None and not per_batch:
@@ -342,6 +352,8 @@ def load_model(ckpt: dict[str, Any]) -> nn.Module:
     from toolkit.recipe import recipe_from_dict
 
     recipe = recipe_from_dict(ckpt["recipe"])
-    model = create_model(recipe.arch, recipe.model, tuple(ckpt["input_shape"]), ckpt["num_outputs"])
+    model = create_model(
+        recipe.arch, recipe.model, tuple(ckpt["input_shape"]), ckpt["num_outputs"], ckpt["spec"]
+    )
     model.load_state_dict(ckpt["model"])
     return model.eval()

@@ -64,3 +64,33 @@ def plot_confusion(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def plot_forecast(spec: dict, splits, x: np.ndarray, y: np.ndarray, pred: np.ndarray, path: Path) -> None:
+    """The series around the test windows, the first forecast step of every window and, for the run's own
+    test split, the persistence and autoregressive baselines on the same windows."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 4))
+    if splits is not None:
+        values, times, starts = splits.extra["values"], splits.extra["times"], splits.extra["test_starts"]
+        first = max(int(starts[0]) - 3 * spec["window"], 0)
+        pos = np.arange(first, len(values))
+        ax.plot(pos, values[first:], color="0.3", lw=1.5, label="actual")
+        ax.plot(starts, pred[:, 0], "o-", ms=3, color="tab:blue", label="model")
+        for name, style in (("naive", "tab:gray"), ("ar", "tab:orange")):
+            if name in splits.extra["baselines"]:
+                ax.plot(starts, splits.extra["baselines"][name][:, 0], "--", color=style, lw=1, label=name)
+        ax.axvline(starts[0] - 0.5, color="0.7", ls=":")
+        step = max(len(pos) // 8, 1)
+        ax.set_xticks(pos[::step], [times[i] for i in pos[::step]])
+        ax.set_title(f"{spec.get('series_name', 'series')}: test windows, first forecast step")
+    else:
+        idx = np.arange(len(y)) + spec["window"]
+        ax.plot(idx, y[:, 0], color="0.3", lw=1.5, label="actual")
+        ax.plot(idx, pred[:, 0], "o-", ms=2, color="tab:blue", label="model")
+        ax.set_title("forecasts (first step)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

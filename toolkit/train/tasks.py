@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from toolkit.metrics import MAIN_METRIC, classification_metrics, regression_metrics, softmax
+from toolkit.metrics import MAIN_METRIC, classification_metrics, forecast_metrics, regression_metrics, softmax
 
 
 class Task:
@@ -81,7 +81,16 @@ class Regress(Task):
         return regression_metrics(y_true, self.predictions(outputs))
 
 
-TASKS: dict[str, type[Task]] = {"classify": Classify, "regress": Regress}
+class Forecast(Regress):
+    """Like regression on (B, horizon) targets in series units; metrics are mae, rmse and mape."""
+
+    name = "forecast"
+
+    def metrics(self, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        return forecast_metrics(y_true, self.predictions(outputs))
+
+
+TASKS: dict[str, type[Task]] = {"classify": Classify, "regress": Regress, "forecast": Forecast}
 
 
 def make_task(recipe: Any, spec: dict[str, Any]) -> Task:
