@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,7 +75,15 @@ def train(
     data: Annotated[
         str | None, typer.Option(help="builtin:NAME, a .csv file, an image folder or an .npz file.")
     ] = None,
-    target: Annotated[str | None, typer.Option(help="CSV target column (default: the last column).")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="CSV target: label, value or series column (default: the last column).")
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Text CSV: the column holding the text (data.text_column).")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Series CSV: optional time column for plot labels (data.time_column).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (train.epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (train.batch_size).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (train.lr).")] = None,
@@ -99,6 +108,9 @@ def train(
     from toolkit.train import train as train_api
 
     overrides = list(set_ or [])
+    for key, value in (("text_column", text_column), ("time_column", time_column)):
+        if value is not None:
+            overrides.append(f"data.{key}={json.dumps(value)}")  # a JSON string is a valid YAML scalar
     for key, value in (
         ("epochs", epochs),
         ("batch_size", batch_size),
