@@ -37,6 +37,12 @@ def handle_errors(fn: F) -> F:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a bug, not a user error: still one line, exit 1, traceback with --debug
+            if STATE["debug"]:
+                raise
+            raise fail(f"unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", 1) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -106,49 +106,59 @@ def _check_kind(source: str, input_kind: str) -> None:
         raise ToolkitError(f"this recipe needs {needed.split(' (')[0]}, but {source} is {KIND_HINT[kind]}")
 
 
-def load_splits(cfg: Any, task: str, input_kind: str, seed: int) -> Splits:
-    """Read cfg.source, split it (with `seed` where random), fit preprocessing on the train split only."""
+def load_splits(cfg: Any, task: str, input_kind: str, seed: int, spec: dict[str, Any] | None = None) -> Splits:
+    """Read cfg.source, split it (with `seed` where random), fit preprocessing on the train split only.
+
+    With `spec` (a run's recorded preprocessing) nothing is fitted: the recorded statistics, labels and
+    tokenizer are applied, so a run is re-scored exactly as it was trained."""
     _check_kind(cfg.source, input_kind)
     if input_kind == "series":
-        return _series_splits(cfg)
+        return _series_splits(cfg, spec)
     if input_kind == "tokens":
-        return _text_splits(cfg, seed)
+        return _text_splits(cfg, seed, spec)
     raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels)
     raw = _adapt(raw, input_kind)
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
     tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, task == "classify", labels)
-    spec = fit_spec(raw.x[tr], raw.kind, raw.feature_names, raw.image)
-    spec["source"] = raw.source
-    spec["labels"] = labels
-    if task == "regress":
-        mu, sd = float(y[tr].mean()), float(y[tr].std()) or 1.0
-        spec["target"] = {"mean": mu, "std": sd}
+    if spec is None:
+        spec = fit_spec(raw.x[tr], raw.kind, raw.feature_names, raw.image)
+        spec["source"] = raw.source
+        spec["labels"] = labels
+        if task == "regress":
+            mu, sd = float(y[tr].mean()), float(y[tr].std()) or 1.0
+            spec["target"] = {"mean": mu, "std": sd}
+    elif labels != spec.get("labels"):
+        raise ToolkitError(f"{raw.source}: its labels {labels} differ from the run's {spec.get('labels')}")
     x = apply_spec(spec, raw.x)
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
 
 
-def _text_splits(cfg: Any, seed: int) -> Splits:
+def _text_splits(cfg: Any, seed: int, spec: dict[str, Any] | None = None) -> Splits:
     raw = load_text(cfg.source, cfg.text_column, cfg.target)
     y, labels = encode_labels(raw.y, None)
     if len(labels) < 2:
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
     tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, True, labels)
-    t = cfg.tokenizer
-    tok = Tokenizer.fit(raw.x[tr], t.level, t.lowercase, t.max_vocab, t.min_freq, t.max_length)
+    if spec is None:
+        t = cfg.tokenizer
+        tok = Tokenizer.fit(raw.x[tr], t.level, t.lowercase, t.max_vocab, t.min_freq, t.max_length)
+        spec = {
+            "kind": "tokens",
+            "source": raw.source,
+            "text_column": cfg.text_column,
+            "labels": labels,
+            "tokenizer": tok.to_dict(),
+        }
+    else:
+        tok = Tokenizer.from_dict(spec["tokenizer"])
+        y = _map_labels([labels[i] for i in y], spec["labels"], raw.source)
     x = tok.encode_batch(list(raw.x))  # (N, L) right-padded to the longest text; batches trim further
-    spec = {
-        "kind": "tokens",
-        "source": raw.source,
-        "text_column": cfg.text_column,
-        "labels": labels,
-        "tokenizer": tok.to_dict(),
-    }
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
 
 
-def _series_splits(cfg: Any) -> Splits:
+def _series_splits(cfg: Any, recorded: dict[str, Any] | None = None) -> Splits:
     s = ts.load_series(cfg.source, cfg.target, cfg.time_column)
     w, h, n = cfg.window, cfg.horizon, len(s.values)
     x, y, starts = ts.make_windows(s.values, w, h)
@@ -165,10 +175,8 @@ def _series_splits(cfg: Any) -> Splits:
             f"{s.source}: {n} values leave no {empty[0]} windows for window {w} + horizon {h}; "
             "use a smaller data.window or a longer series"
         )
-    spec = ts.series_spec(s, train_end, w, h)
-    spec["source"] = s.source
+    spec = recorded or {**ts.series_spec(s, train_end, w, h), "source": s.source}
     mean, std = spec["mean"][0], spec["std"][0]
-    spec["target"] = {"mean": mean, "std": std}  # targets share the input scaling
     xs = ((x - mean) / std)[..., None].astype(np.float32)  # (N, window, 1)
     y = y.astype(np.float32)  # (N, horizon) in the series' own units
     baselines = {"naive": ts.naive_forecast(x[te], h), "ar": ts.predict_ar(ts.fit_ar(x[tr], y[tr]), x[te])}

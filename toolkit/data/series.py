@@ -151,6 +151,7 @@ def series_spec(series: Series, train_end: int, window: int, horizon: int) -> di
         "kind": "series",
         "mean": [float(train.mean())],
         "std": [std],
+        "target": {"mean": float(train.mean()), "std": std},  # targets share the input scaling
         "window": window,
         "horizon": horizon,
         "series_name": series.name,

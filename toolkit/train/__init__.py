@@ -172,7 +172,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = Tru
     kind = model_entry(rec.arch).input_kind(rec.task)
     splits = None
     if data is None:
-        splits = load_splits(rec.data, rec.task, kind, rec.train.seed)
+        splits = load_splits(rec.data, rec.task, kind, rec.train.seed, spec=spec)
         x, y, source = splits.x_test, splits.y_test, f"{rec.data.source} (test split)"
     else:
         x, y = prepare_eval(data, spec, rec.data, rec.task, kind)
