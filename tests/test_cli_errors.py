@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 
 import pytest
+from helpers import assert_one_line_error
 
 from toolkit.errors import ToolkitError
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 FAST = ("--epochs", "1", "--no-progress")
 TINY = {
     "mlp": ("--set", "model.hidden=[8]"),
     "cnn": ("--set", "model.channels=[4]", "--set", "model.hidden=8"),
 }
-
-
-def assert_one_line_error(result, *needles: str) -> str:
-    output = ANSI.sub("", result.output)
-    assert result.exit_code == 2, output
-    assert "Traceback" not in output
-    text = ANSI.sub("", result.stderr or result.output).strip()
-    lines = text.splitlines()
-    assert len(lines) == 1, text
-    assert lines[0].startswith("error:"), text
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 @pytest.fixture

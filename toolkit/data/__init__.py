@@ -49,8 +49,11 @@ class Splits:
 
     @property
     def num_outputs(self) -> int:
+        """Classes for classifiers, else the width of the targets (the horizon for forecasts)."""
         labels = self.spec.get("labels")
-        return len(labels) if labels else 1
+        if labels:
+            return len(labels)
+        return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
 
 
 def _adapt(raw: RawData, input_kind: str) -> RawData:
