@@ -20,5 +20,9 @@ $TK eval "$OUT/cnn"
 echo "== train: MLP on scikit-learn breast_cancer (tabular)"
 $TK train mlp --out "$OUT/mlp" --no-progress
 
+echo "== train: LSTM forecaster on statsmodels' yearly sunspots (vs persistence and AR baselines)"
+$TK train lstm --out "$OUT/lstm" --no-progress
+$TK eval "$OUT/lstm"
+
 echo
-echo "demo done: run directories under $OUT (curves.png, confusion.png, metrics.json)"
+echo "demo done: run directories under $OUT (curves.png, confusion.png, forecast.png, metrics.json)"

@@ -60,3 +60,40 @@ def test_cnn_on_image_folder_made_from_digits(tmp_path):
     res = train("cnn", data=str(_digits_folder(tmp_path / "digits")), out=tmp_path / "run")
     assert res.metrics["accuracy"] >= 0.985, res.metrics
     assert res.metrics["samples"]["test"] == 359
+
+
+# --------------------------------------------------------------------------------------------- sequences
+@pytest.mark.parametrize(
+    "recipe, max_ratio",
+    [("lstm", 0.70), ("gru", 0.70), ("transformer-forecast", 0.70), ("rnn", 1.0)],
+)
+def test_forecasters_beat_persistence_on_sunspots(tmp_path, recipe, max_ratio):
+    m = train(recipe, out=tmp_path / "run").metrics
+    assert m["mae"] <= max_ratio * m["naive_mae"], m
+
+
+def _langid_csv(path):
+    from toolkit.data.text import langid
+
+    raw = langid()
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sentence", "language"])
+        w.writerows(zip(raw.x, raw.y))
+    return path
+
+
+TEXT_MINIMUM = 0.95  # the accuracy the README states for the default text recipes on builtin:langid
+
+
+@pytest.mark.parametrize("recipe", ["transformer", "lstm-text"])
+def test_text_recipes_on_builtin_langid(tmp_path, recipe):
+    m = train(recipe, out=tmp_path / "run").metrics
+    assert m["accuracy"] >= TEXT_MINIMUM, m
+
+
+@pytest.mark.parametrize("recipe", ["transformer", "lstm-text"])
+def test_text_recipes_on_generated_csv(tmp_path, recipe):
+    path = _langid_csv(tmp_path / "langid.csv")
+    m = train(recipe, data=str(path), overrides=["data.text_column=sentence"], out=tmp_path / "run").metrics
+    assert m["accuracy"] >= TEXT_MINIMUM, m

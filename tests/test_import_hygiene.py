@@ -16,6 +16,7 @@ RUNTIME_MODULES = [
     "toolkit.io",
     "toolkit.recipe",
     "toolkit.data.preprocess",
+    "toolkit.data.tokenizer",
     "toolkit.cli.main",
 ]
 

@@ -250,3 +250,15 @@ def test_series_recipe_on_tabular_builtin(run_cli):
 
 def test_tabular_recipe_on_series_builtin(run_cli):
     assert_one_line_error(run_cli("mlp", "--data", "builtin:sunspots"), "forecast recipe")
+
+
+def test_eval_on_other_data(tmp_path, sine_csv):
+    run = tmp_path / "f"
+    train("gru", data=str(sine_csv), out=run, overrides=["data.window=12", "train.epochs=3"])
+    ev = evaluate_run(run, data=str(sine_csv))
+    assert ev["samples"] == 240 - 12  # every window of the whole series, horizon 1
+    assert (run / "forecast.png").is_file()
+    path = _text_csv(tmp_path / "a.csv", _animal_rows(80))
+    train("gru-text", data=str(path), out=tmp_path / "t", overrides=TINY_RNN + ["train.epochs=2"])
+    ev = evaluate_run(tmp_path / "t", data=str(path))
+    assert ev["samples"] == 80 and sum(map(sum, ev["confusion"])) == 80

@@ -42,7 +42,9 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:  # a bug, not a user error: still one line, exit 1, traceback with --debug
             if STATE["debug"]:
                 raise
-            raise fail(f"unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", 1) from None
+            raise fail(
+                f"unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", 1
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -109,7 +109,9 @@ def _check_kind(source: str, input_kind: str) -> None:
         raise ToolkitError(f"this recipe needs {needed.split(' (')[0]}, but {source} is {KIND_HINT[kind]}")
 
 
-def load_splits(cfg: Any, task: str, input_kind: str, seed: int, spec: dict[str, Any] | None = None) -> Splits:
+def load_splits(
+    cfg: Any, task: str, input_kind: str, seed: int, spec: dict[str, Any] | None = None
+) -> Splits:
     """Read cfg.source, split it (with `seed` where random), fit preprocessing on the train split only.
 
     With `spec` (a run's recorded preprocessing) nothing is fitted: the recorded statistics, labels and
