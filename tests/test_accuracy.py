@@ -97,3 +97,9 @@ def test_text_recipes_on_generated_csv(tmp_path, recipe):
     path = _langid_csv(tmp_path / "langid.csv")
     m = train(recipe, data=str(path), overrides=["data.text_column=sentence"], out=tmp_path / "run").metrics
     assert m["accuracy"] >= TEXT_MINIMUM, m
+
+
+# --------------------------------------------------------------------------------------------- anomaly
+def test_autoencoder_default_roc_auc(tmp_path):
+    m = train("autoencoder", out=tmp_path / "run").metrics
+    assert m["roc_auc"] >= 0.95, m

@@ -18,7 +18,7 @@ CASES = [(arch, task) for arch in list_models() for task in ARCH_TASKS[arch]]
 
 
 def _build(arch, task, num_outputs=3, **cfg):
-    kind = model_entry(arch).input_kind(task)
+    kind = model_entry(arch).input_kind(task, MODEL_CONFIGS[arch](**cfg))
     spec = TOKENS_SPEC if kind == "tokens" else {"kind": kind}
     shape = {"tabular": (7,), "image": (1, 8, 8), "series": (12, 1), "tokens": (12,)}[kind]
     torch.manual_seed(0)

@@ -9,6 +9,8 @@ MAIN_METRIC: dict[str, tuple[str, str]] = {
     "classify": ("accuracy", "max"),
     "regress": ("mse", "min"),
     "forecast": ("mae", "min"),
+    "reconstruct": ("recon_mse", "min"),
+    "generate": ("class_agreement", "max"),
 }
 
 
@@ -76,3 +78,53 @@ def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.
     if best is None:
         return True
     return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve for binary labels (1 = positive); ties count half (Mann-Whitney U)."""
+    y = np.asarray(y_true).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = np.asarray(scores)[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Mean of the precision at each positive, ranking by descending score (as scikit-learn computes it)."""
+    y = np.asarray(y_true).astype(bool)
+    if not y.any():
+        return float("nan")
+    order = np.argsort(-np.asarray(scores), kind="mergesort")
+    s, hits = np.asarray(scores)[order], y[order]
+    # group tied scores: precision and recall move only at the end of each tie group
+    last = np.r_[s[1:] != s[:-1], True]
+    tp = np.cumsum(hits)[last]
+    k = (np.arange(1, len(s) + 1))[last]
+    precision = tp / k
+    recall_step = np.diff(np.r_[0, tp]) / y.sum()
+    return float(np.sum(precision * recall_step))
+
+
+def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """precision, recall and F1 of the positive class (1)."""
+    y, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    tp, fp, fn = int((y & p).sum()), int((~y & p).sum()), int((y & ~p).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold (flag score > threshold) that maximizes F1; midpoints between sorted scores."""
+    s = np.unique(np.asarray(scores, dtype=np.float64))
+    candidates = np.r_[s[0] - 1.0, (s[1:] + s[:-1]) / 2] if len(s) > 1 else s - 1.0
+    f1 = [binary_metrics(y_true, scores > t)["f1"] for t in candidates]
+    return float(candidates[int(np.argmax(f1))])

@@ -37,6 +37,8 @@ ALIASES: dict[str, str] = {
     "lstm": "lstm-forecast",
     "gru": "gru-forecast",
     "transformer": "transformer-text",
+    "autoencoder": "autoencoder-anomaly",
+    "gan": "gan-image",
 }
 
 # Which tasks each architecture can do, and which losses each task accepts.
@@ -48,11 +50,15 @@ ARCH_TASKS: dict[str, tuple[str, ...]] = {
     "lstm": ("forecast", "classify"),
     "gru": ("forecast", "classify"),
     "transformer": ("forecast", "classify"),
+    "autoencoder": ("reconstruct",),
+    "gan": ("generate",),
 }
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classify": ("auto", "cross_entropy", "bce"),
     "regress": ("auto", "mse", "mae", "huber"),
     "forecast": ("auto", "mse", "mae", "huber"),
+    "reconstruct": ("auto", "mse", "mae", "huber"),
+    "generate": ("auto", "bce"),
 }
 
 
@@ -95,9 +101,19 @@ class DataConfig:
     horizon: int = 1  # forecast: future values it predicts
     time_column: str | None = None  # forecast CSV: optional time column (axis labels; rows must be in order)
     text_column: str = "text"  # text CSV: column holding the text
+    normal_classes: list[str] | None = (
+        None  # anomaly detection: classes that count as normal (null = the rest)
+    )
+    anomaly_classes: list[str] | None = None  # anomaly detection: classes held out of training as anomalies
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
+        overlap = set(self.normal_classes or []) & set(self.anomaly_classes or [])
+        if overlap:
+            raise ToolkitError(
+                f"data.normal_classes and data.anomaly_classes overlap: {', '.join(sorted(overlap))}; "
+                "a class is either normal or an anomaly"
+            )
         if self.window < 1 or self.horizon < 1:
             raise ToolkitError(
                 f"data.window and data.horizon must be >= 1 (got {self.window}, {self.horizon})"
@@ -211,6 +227,47 @@ class TransformerConfig:
             raise ToolkitError(f"model.max_length must be positive (got {self.max_length})")
 
 
+@dataclass
+class AutoencoderConfig:
+    variant: Literal["dense", "conv"] = "dense"  # dense: flattened inputs; conv: images
+    hidden: list[int] = field(default_factory=lambda: [64, 32])  # dense: encoder widths (decoder mirrors)
+    channels: list[int] = field(
+        default_factory=lambda: [16, 32]
+    )  # conv: encoder channels (each halves the side)
+    latent: int = 8  # width of the code; the encoder alone maps inputs to it
+    dropout: float = 0.0
+    threshold: Literal["f1", "quantile"] = "f1"  # f1: best F1 on labelled validation anomalies; else quantile
+    quantile: float = 0.95  # quantile of normal validation scores used as threshold (and when no anomalies)
+
+    def __post_init__(self) -> None:
+        _check_widths("model.hidden", self.hidden, allow_empty=True)
+        _check_widths("model.channels/latent", [*self.channels, self.latent], allow_empty=False)
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+        _check_range("model.quantile", self.quantile, 0.5, 0.9999)
+
+
+@dataclass
+class GANConfig:
+    latent: int = 32  # noise vector width
+    width: int = 64  # base channel width of generator and discriminator
+    label_smoothing: float = 0.1  # real labels are 1 - this for the discriminator (one-sided smoothing)
+    beta1: float = 0.5  # Adam beta1 for both networks (DCGAN practice)
+    d_steps: int = 1  # discriminator updates per generator update
+    judge: str | None = (
+        None  # a classifier run to judge samples; null trains one (cnn-image) on the same data
+    )
+    samples_per_class: int = 100  # generated per class for class_agreement and diversity
+
+    def __post_init__(self) -> None:
+        _check_widths(
+            "model.latent/width/d_steps/samples_per_class",
+            [self.latent, self.width, self.d_steps, self.samples_per_class],
+            allow_empty=False,
+        )
+        _check_range("model.label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _check_range("model.beta1", self.beta1, 0.0, 0.999)
+
+
 MODEL_CONFIGS: dict[str, type] = {
     "mlp": MLPConfig,
     "cnn": CNNConfig,
@@ -218,6 +275,8 @@ MODEL_CONFIGS: dict[str, type] = {
     "lstm": RNNConfig,
     "gru": RNNConfig,
     "transformer": TransformerConfig,
+    "autoencoder": AutoencoderConfig,
+    "gan": GANConfig,
 }
 
 
@@ -242,7 +301,7 @@ class Recipe:
     def loss(self) -> str:
         if self.train.loss != "auto":
             return self.train.loss
-        return {"classify": "cross_entropy"}.get(self.task, "mse")
+        return {"classify": "cross_entropy", "generate": "bce"}.get(self.task, "mse")
 
 
 def recipe_from_dict(raw: dict[str, Any]) -> Recipe:

@@ -29,7 +29,7 @@ class RichProgress:
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  val {task.fields[metric]}"),
+            TextColumn("{task.fields[loss]}  val {task.fields[metric]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -53,11 +53,12 @@ class RichProgress:
     def update(self, epoch: int, row: dict[str, float]) -> None:
         total = self.bar.tasks[0].total
         metric = row.get(f"val_{self.metric}")
+        losses = "  ".join(f"{k[6:]} {v:.4f}" for k, v in row.items() if k.startswith("train_"))  # GAN: two
         self.bar.update(
             self.task_id,
             completed=epoch,
             epoch=f"{epoch}/{int(total)}",
-            loss=f"{row['train_loss']:.4f}",
+            loss=losses,
             metric=f"{self.metric}={metric:.4f}" if metric is not None else "-",
         )
 

@@ -71,7 +71,7 @@ def _adapt(raw: RawData, input_kind: str) -> RawData:
 
 
 def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
-    if task == "classify":
+    if task in ("classify", "reconstruct", "generate"):  # class labels (conditional GAN, anomaly classes)
         return encode_labels(raw.y, raw.label_names)
     try:
         y = np.asarray(raw.y, dtype=np.float32)
@@ -126,7 +126,15 @@ def load_splits(
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
-    tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, task == "classify", labels)
+    stratify = task in ("classify", "reconstruct", "generate")
+    tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, stratify, labels)
+    classes = labels
+    if task == "reconstruct":
+        # Novelty detection: train on normal samples only; validation and test keep both kinds.
+        flags, anomaly = anomaly_flags(y, labels, cfg.normal_classes, cfg.anomaly_classes, raw.source)
+        keep = flags >= 0  # classes named neither normal nor anomaly (when both lists are given) are left out
+        tr, va, te = tr[keep[tr] & (flags[tr] == 0)], va[keep[va]], te[keep[te]]
+        y, labels = flags, None
     if spec is None:
         spec = fit_spec(raw.x[tr], raw.kind, raw.feature_names, raw.image)
         spec["source"] = raw.source
@@ -134,10 +142,43 @@ def load_splits(
         if task == "regress":
             mu, sd = float(y[tr].mean()), float(y[tr].std()) or 1.0
             spec["target"] = {"mean": mu, "std": sd}
-    elif labels != spec.get("labels"):
+        if task == "reconstruct":
+            spec["anomaly"] = anomaly
+        if task == "generate":  # a tanh generator: pixels in [0, 1] map to [-1, 1]
+            spec["mean"] = [0.5] * len(spec["mean"])
+            spec["std"] = [0.5] * len(spec["std"])
+    elif task == "reconstruct" and spec.get("anomaly", {}).get("classes") != classes:
+        raise ToolkitError(f"{raw.source}: its classes {classes} differ from the run's")
+    elif task != "reconstruct" and labels != spec.get("labels"):
         raise ToolkitError(f"{raw.source}: its labels {labels} differ from the run's {spec.get('labels')}")
     x = apply_spec(spec, raw.x)
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
+
+
+def anomaly_flags(
+    y: np.ndarray, classes: list[str], normal: list[str] | None, anomalous: list[str] | None, source: str
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-sample flags from class indices: 0 normal, 1 anomaly, -1 neither (left out)."""
+    for name, given in (("normal_classes", normal), ("anomaly_classes", anomalous)):
+        unknown = [c for c in given or [] if c not in classes]
+        if unknown:
+            raise ToolkitError(
+                f"data.{name} names {', '.join(map(repr, unknown))}, not a class of {source}; "
+                f"classes: {', '.join(classes)}"
+            )
+    anomalous = list(anomalous or [])
+    if normal:  # named normal classes: the others are anomalies unless anomalies are named too
+        normal = list(normal)
+        anomalous = anomalous or [c for c in classes if c not in normal]
+    else:
+        normal = [c for c in classes if c not in anomalous]
+    if not normal:
+        raise ToolkitError("data.normal_classes leaves no normal class to train on")
+    index = {c: i for i, c in enumerate(classes)}
+    flags = np.full(len(y), -1, dtype=np.int64)
+    flags[np.isin(y, [index[c] for c in normal])] = 0
+    flags[np.isin(y, [index[c] for c in anomalous])] = 1
+    return flags, {"classes": classes, "normal_classes": normal, "anomaly_classes": anomalous}
 
 
 def _text_splits(cfg: Any, seed: int, spec: dict[str, Any] | None = None) -> Splits:

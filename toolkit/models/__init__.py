@@ -16,12 +16,15 @@ class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
     # What the model consumes, by task: "tabular" (B, F), "image" (B, C, H, W), "series" (B, T, 1) float,
-    # "tokens" (B, T) int64 with 0 as padding. One string means the same for every task.
-    input_kinds: str | dict[str, str]
+    # "tokens" (B, T) int64 with 0 as padding. One string means the same for every task; a callable
+    # decides from (task, model config), e.g. the autoencoder's dense or conv variant.
+    input_kinds: str | dict[str, str] | Callable[[str, Any], str]
 
-    def input_kind(self, task: str) -> str:
+    def input_kind(self, task: str, cfg: Any = None) -> str:
         if isinstance(self.input_kinds, str):
             return self.input_kinds
+        if callable(self.input_kinds):
+            return self.input_kinds(task, cfg)
         return self.input_kinds[task]
 
 
@@ -29,7 +32,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, input_kind: str | dict[str, str]
+    name: str, input_kind: str | dict[str, str] | Callable[[str, Any], str]
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _REGISTRY[name] = ModelEntry(name, fn, input_kind)
@@ -58,4 +61,4 @@ def create_model(
     return model_entry(name).builder(cfg, input_shape, num_outputs, spec or {})
 
 
-from toolkit.models import cnn, mlp, rnn, transformer  # noqa: E402,F401  (registers the builders)
+from toolkit.models import autoencoder, cnn, mlp, rnn, transformer  # noqa: E402,F401  (registers the builders)

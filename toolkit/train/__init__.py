@@ -103,7 +103,9 @@ def train(
             raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
 
     # Data first: a bad source fails before anything is written, so no half-made run directory remains.
-    splits = load_splits(rec.data, rec.task, model_entry(rec.arch).input_kind(rec.task), rec.train.seed)
+    splits = load_splits(
+        rec.data, rec.task, model_entry(rec.arch).input_kind(rec.task, rec.model), rec.train.seed
+    )
     if resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "recipe.yaml", f"# resolved recipe of this run (toolkit train)\n{rec.to_yaml()}")
@@ -168,8 +170,12 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = Tru
         raise ToolkitError(f"run directory not found: {run_dir}")
     ckpt = load_checkpoint(run_dir / "best.pt")
     rec = recipe_from_dict(ckpt["recipe"])
+    if rec.task == "generate":  # no test split to score: the GAN is judged on what it generates
+        from toolkit.train.gan import evaluate_gan
+
+        return evaluate_gan(run_dir, ckpt, plots=plots)
     spec = ckpt["spec"]
-    kind = model_entry(rec.arch).input_kind(rec.task)
+    kind = model_entry(rec.arch).input_kind(rec.task, rec.model)
     splits = None
     if data is None:
         splits = load_splits(rec.data, rec.task, kind, rec.train.seed, spec=spec)
@@ -180,7 +186,11 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = Tru
     model = load_model(ckpt)
     task = make_task(rec, spec)
     outputs = predict_outputs(model, torch.as_tensor(x))
-    result: dict[str, Any] = {"source": source, "samples": int(len(x)), "metrics": task.metrics(y, outputs)}
+    result: dict[str, Any] = {
+        "source": source,
+        "samples": int(len(x)),
+        "metrics": task.metrics(y, outputs, x),
+    }
     if rec.task == "forecast":
         if splits is not None:
             result["metrics"].update(baseline_metrics(splits, result["metrics"]))
@@ -189,6 +199,12 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = Tru
 
             plot_forecast(spec, splits, x, y, task.predictions(outputs), run_dir / "forecast.png")
             result["plot"] = str(run_dir / "forecast.png")
+    if rec.task == "reconstruct":
+        from toolkit.train.anomaly import anomaly_report
+
+        result["threshold"] = spec.get("threshold")
+        if plots:
+            result.update(anomaly_report(run_dir, spec, x, y, outputs))
     if rec.task == "classify":
         labels = spec["labels"]
         cm = confusion_matrix(y, np.argmax(outputs, axis=1), len(labels))

@@ -26,7 +26,7 @@ from toolkit.metrics import is_better
 from toolkit.recipe import Recipe
 from toolkit.train.augment import random_affine, token_dropout
 from toolkit.train.checkpoint import load_checkpoint, save_checkpoint
-from toolkit.train.tasks import Task, make_task
+from toolkit.train.tasks import Task, make_task, predict_outputs  # noqa: F401  (re-exported)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -138,7 +138,7 @@ def train_one_epoch(
         )
         with amp:
             outputs = model(x)
-            loss = task.loss(outputs.float(), y)
+            loss = task.loss(outputs.float(), y, x)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -161,21 +161,9 @@ def train_one_epoch(
     return float(total) / max(count, 1)
 
 
-@torch.no_grad()
-def predict_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    """Raw model outputs for all of x, in evaluation mode."""
-    model.eval()
-    parts = [model(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0,))
-
-
 def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y_np: np.ndarray) -> dict[str, float]:
-    """Loss and task metrics on one split."""
-    if len(x) == 0:
-        return {}
-    outputs = predict_outputs(model, x)
-    loss = float(task.loss(torch.as_tensor(outputs), task.targets(y_np)))
-    return {"loss": loss, **task.metrics(y_np, outputs)}
+    """Loss and task metrics on one split (empty for an empty split)."""
+    return task.evaluate(model, x, y_np) if len(x) else {}
 
 
 # --------------------------------------------------------------------------------------------- fit
@@ -235,10 +223,10 @@ def fit(
     """
     t = recipe.train
     device = select_device(t.device)
-    task = make_task(recipe, splits.spec)
-    from toolkit.models import create_model, model_entry
+    task = make_task(recipe, splits.spec, run_dir)
+    from toolkit.models import create_model
 
-    model_entry(recipe.arch)
+    task.prepare(splits, device)  # e.g. the GAN trains (or loads) the classifier that judges its samples
     torch.manual_seed(t.seed)
     model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec).to(
         device
@@ -247,8 +235,11 @@ def fit(
         to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
     )
     x_val = to_device(splits.x_val, device)
-    opt = build_optimizer(recipe, model.parameters())
-    scheduler, per_batch = build_scheduler(recipe, opt, len(train_batches))
+    optimizers = task.optimizers(model)  # {"model": opt} for most tasks; the GAN has one per network
+    opt = next(iter(optimizers.values()))
+    scheduler, per_batch = (
+        build_scheduler(recipe, opt, len(train_batches)) if len(optimizers) == 1 else (None, False)
+    )
     amp_dtype = autocast_dtype(device, t.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     augment = (
@@ -264,7 +255,8 @@ def fit(
     if resume and last_path.is_file():
         state = load_checkpoint(last_path)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        for name, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][name])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
@@ -286,24 +278,32 @@ def fit(
             break
         torch.manual_seed(epoch_seed(t.seed, epoch))
         e0 = time.perf_counter()
-        train_loss = train_one_epoch(
-            model,
-            task,
-            train_batches,
-            opt,
-            scheduler,
-            per_batch,
-            t.grad_clip,
-            augment,
-            amp_dtype,
-            scaler,
+        epoch_args = dict(
             on_batch=progress.advance if progress is not None else None,
             token_p=recipe.data.augment.token_dropout if splits.spec["kind"] == "tokens" else 0.0,
         )
+        if task.custom_epoch:  # tasks with their own step (the GAN's alternating updates)
+            losses = task.train_epoch(model, train_batches, optimizers, **epoch_args)
+        else:
+            losses = {
+                "loss": train_one_epoch(
+                    model,
+                    task,
+                    train_batches,
+                    opt,
+                    scheduler,
+                    per_batch,
+                    t.grad_clip,
+                    augment,
+                    amp_dtype,
+                    scaler,
+                    **epoch_args,
+                )
+            }
         lr = opt.param_groups[0]["lr"]
         if scheduler is not None and not per_batch:
             scheduler.step()
-        row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+        row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in losses.items()}}
         for k, v in evaluate(model, task, x_val, splits.y_val).items():
             row[f"val_{k}"] = v
         row["seconds"] = time.perf_counter() - e0
@@ -320,7 +320,7 @@ def fit(
             last_path,
             {
                 **_model_payload(recipe, splits, model, epoch),
-                "optimizer": opt.state_dict(),
+                "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "history": history,
@@ -336,11 +336,16 @@ def fit(
         for cb in callbacks or []:
             cb(epoch + 1, row)
 
-    # Final test metrics from the best checkpoint.
+    # Final test metrics from the best checkpoint. A task may settle more on the validation split first (the
+    # anomaly threshold); what it settles is recorded in the best checkpoint's spec, for eval and export.
     best = load_checkpoint(best_path)
     model.load_state_dict(best["model"])
-    test = evaluate(model, task, to_device(splits.x_test, device), splits.y_test)
-    test.pop("loss", None)
+    test, spec_updates = task.final_metrics(
+        model, (x_val, splits.y_val), (to_device(splits.x_test, device), splits.y_test)
+    )
+    if spec_updates:
+        splits.spec.update(spec_updates)
+        save_checkpoint(best_path, {**best, "spec": splits.spec})
     return FitResult(
         run_dir, history, best_epoch + 1, stopped_early, test, str(device), time.perf_counter() - t0
     )

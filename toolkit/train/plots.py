@@ -23,7 +23,12 @@ def plot_curves(history: list[dict[str, float]], main_metric: str, path: Path) -
     plt = _plt()
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
+    for key in [k for k in history[0] if k.startswith("train_")]:  # train_loss, or the GAN's two losses
+        ax1.plot(
+            epochs,
+            [r[key] for r in history],
+            label=key.replace("train_", "train ").replace("train loss", "train"),
+        )
     if "val_loss" in history[0]:
         ax1.plot(epochs, [r["val_loss"] for r in history], label="validation")
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
