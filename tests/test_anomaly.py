@@ -18,7 +18,7 @@ from toolkit.train.anomaly import anomaly_scores, encode
 from toolkit.train.checkpoint import load_checkpoint
 from toolkit.train.loop import load_model, predict_outputs
 
-TINY = ["model.hidden=[32]", "model.latent=4", "train.epochs=15", "train.patience=0"]
+TINY = ["model.variant=dense", "model.hidden=[32]", "model.latent=4", "train.epochs=15", "train.patience=0"]
 
 
 def test_ranking_metrics_match_scikit_learn():
