@@ -92,3 +92,10 @@ def test_task_must_suit_arch():
 def test_unknown_recipe_lists_allowed():
     with pytest.raises(ToolkitError, match="allowed: .*cnn-image"):
         load_recipe("resnet9000")
+
+
+def test_transformer_positions_cover_the_longest_input():
+    with pytest.raises(ToolkitError, match=r"model.max_length \(32\) must be >= data.tokenizer.max_length \(64\)"):
+        load_recipe("transformer", ["model.max_length=32"])
+    with pytest.raises(ToolkitError, match=r"data.window \(40\)"):
+        load_recipe("transformer-forecast", ["model.max_length=30", "data.window=40"])

@@ -318,6 +318,11 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     if recipe.task not in ARCH_TASKS[arch]:
         allowed_tasks = ", ".join(ARCH_TASKS[arch])
         raise ToolkitError(f"task for arch {arch} must be one of {allowed_tasks} (got {recipe.task})")
+    if arch == "transformer":  # the positional table must cover the longest input
+        longest = recipe.data.tokenizer.max_length if recipe.task == "classify" else recipe.data.window
+        if recipe.model.max_length < longest:
+            what = "data.tokenizer.max_length" if recipe.task == "classify" else "data.window"
+            raise ToolkitError(f"model.max_length ({recipe.model.max_length}) must be >= {what} ({longest})")
     allowed_losses = TASK_LOSSES.get(recipe.task, ("auto",))
     if recipe.train.loss not in allowed_losses:
         raise ToolkitError(
