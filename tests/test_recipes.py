@@ -95,7 +95,9 @@ def test_unknown_recipe_lists_allowed():
 
 
 def test_transformer_positions_cover_the_longest_input():
-    with pytest.raises(ToolkitError, match=r"model.max_length \(32\) must be >= data.tokenizer.max_length \(64\)"):
+    with pytest.raises(
+        ToolkitError, match=r"model.max_length \(32\) must be >= data.tokenizer.max_length \(64\)"
+    ):
         load_recipe("transformer", ["model.max_length=32"])
     with pytest.raises(ToolkitError, match=r"data.window \(40\)"):
         load_recipe("transformer-forecast", ["model.max_length=30", "data.window=40"])

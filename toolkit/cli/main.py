@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
+from toolkit.cli import export as export_cmd
+from toolkit.cli import generate as generate_cmd
 from toolkit.cli import recipes as recipes_cmd
 from toolkit.cli import train as train_cmd
 from toolkit.cli._common import STATE
@@ -41,6 +43,8 @@ def _root(
 app.command("recipes")(recipes_cmd.recipes)
 app.command("train")(train_cmd.train)
 app.command("eval")(train_cmd.eval_run)
+app.command("export")(export_cmd.export)
+app.command("generate")(generate_cmd.generate)
 
 
 def main() -> None:

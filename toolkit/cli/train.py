@@ -214,4 +214,5 @@ def eval_run(
                 ],
             )
         console.print(cm)
-        console.print(f"wrote {result['plot']}")
+    for path in ([result["plot"]] if "plot" in result else []) + result.get("plots", []):
+        console.print(f"wrote {path}")

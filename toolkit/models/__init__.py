@@ -61,4 +61,4 @@ def create_model(
     return model_entry(name).builder(cfg, input_shape, num_outputs, spec or {})
 
 
-from toolkit.models import autoencoder, cnn, mlp, rnn, transformer  # noqa: E402,F401  (registers the builders)
+from toolkit.models import autoencoder, cnn, gan, mlp, rnn, transformer  # noqa: E402,F401  (registers the builders)

@@ -99,3 +99,27 @@ def plot_forecast(spec: dict, splits, x: np.ndarray, y: np.ndarray, pred: np.nda
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def plot_samples(images: np.ndarray, labels: list[str], path: Path, title: str = "generated samples") -> None:
+    """A grid of generated images in [0, 1], (K * n, C, H, W) grouped by class: one row per class."""
+    plt = _plt()
+    k = len(labels)
+    n, (c, h, w) = len(images) // k, images.shape[1:]
+    grid = np.ones((k * (h + 1) - 1, n * (w + 1) - 1, c), dtype=np.float32)  # 1-pixel white gutters
+    for i, img in enumerate(images[: k * n]):
+        r, col = divmod(i, n)
+        grid[r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = img.transpose(1, 2, 0)
+    cell = max(0.5, max(h, w) / 100)  # inches per image: 8x8 digits drawn large, big images at full size
+    fig, ax = plt.subplots(figsize=(n * cell + 1.2, k * cell + 0.6))
+    ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    ax.set_yticks([r * (h + 1) + h / 2 - 0.5 for r in range(k)], labels)
+    ax.set_xticks([])
+    ax.set_title(title)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -144,4 +144,8 @@ def make_task(recipe: Any, spec: dict[str, Any], run_dir: Any = None) -> Task:
         from toolkit.train.anomaly import Reconstruct
 
         return Reconstruct(recipe, spec, run_dir)
+    if recipe.task == "generate":
+        from toolkit.train.gan import GenerateTask
+
+        return GenerateTask(recipe, spec, run_dir)
     return TASKS[recipe.task](recipe, spec, run_dir)
