@@ -24,5 +24,8 @@ echo "== train: LSTM forecaster on statsmodels' yearly sunspots (vs persistence 
 $TK train lstm --out "$OUT/lstm" --no-progress
 $TK eval "$OUT/lstm"
 
+echo "== export: the CNN to self-describing ONNX, parity with PyTorch proven at several batch sizes"
+$TK export "$OUT/cnn"
+
 echo
-echo "demo done: run directories under $OUT (curves.png, confusion.png, forecast.png, metrics.json)"
+echo "demo done: run directories under $OUT (curves.png, confusion.png, forecast.png, metrics.json, model.onnx)"
