@@ -20,7 +20,16 @@ RUNTIME_MODULES = [
     "toolkit.cli.main",
 ]
 
-BLOCK = "import sys; sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
+# A meta-path hook that refuses torch, as an install without torch would: `import torch` raises
+# ModuleNotFoundError (an ImportError), and libraries that probe for torch (scipy) see it as absent.
+BLOCK = (
+    "import sys\n"
+    "class _NoTorch:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ModuleNotFoundError(f'import of {name} halted: torch is blocked', name=name)\n"
+    "sys.meta_path.insert(0, _NoTorch())\n"
+)
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -38,8 +38,8 @@ import torch
 import torch.nn as nn
 
 from toolkit.errors import ToolkitError
+from toolkit.runtime.schema import SCHEMA  # one definition, shared with the torch-free readers
 
-SCHEMA = "toolkit.model/1"
 DEFAULT_OPSET = 18  # both exporters write it natively (dynamo: 18 and up); onnxruntime >= 1.14 runs it
 MIN_OPSET = 13  # the TorchScript exporter's LSTM/GRU and slicing need dynamic-shape ops from 13 on
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")

@@ -9,8 +9,10 @@ import typer
 from toolkit import __version__
 from toolkit.cli import export as export_cmd
 from toolkit.cli import generate as generate_cmd
+from toolkit.cli import info as info_cmd
 from toolkit.cli import recipes as recipes_cmd
 from toolkit.cli import train as train_cmd
+from toolkit.cli import validate as validate_cmd
 from toolkit.cli._common import STATE
 
 app = typer.Typer(
@@ -45,6 +47,8 @@ app.command("train")(train_cmd.train)
 app.command("eval")(train_cmd.eval_run)
 app.command("export")(export_cmd.export)
 app.command("generate")(generate_cmd.generate)
+app.command("validate")(validate_cmd.validate)
+app.command("info")(info_cmd.info)
 
 
 def main() -> None:

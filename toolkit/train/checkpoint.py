@@ -18,7 +18,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, **payload}, tmp)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
     if not path.is_file():
         raise ToolkitError(
             f"checkpoint not found: {path} (is this a run directory written by `toolkit train`?)"

@@ -1,0 +1,579 @@
+"""`validate(MODEL)`: prove, with onnxruntime alone, that an exported model is what its metadata says.
+
+The checks, in order (each passes, fails or is skipped with a reason; any failure fails the validation):
+
+- metadata: the document fits its schema (toolkit.runtime.schema); sidecar: model.json, if present, is the
+  same document; signature: the graph's inputs and outputs are the ones the metadata declares.
+- per available execution provider: load; run (the test split through the model in batches of BATCH:
+  outputs finite, shapes as declared); batch sizes (the first rows at batch sizes 1, 3 and 17 give the
+  same outputs: the batch axis is really dynamic); metrics (the task's test metrics, computed with
+  toolkit.metrics, equal the ones recorded at training time within METRIC_TOLERANCE).
+- with a run directory: checkpoint (its best.pt is the one exported) and parity (the PyTorch checkpoint
+  gives the same outputs on the test split; skipped with a note when torch is not installed).
+
+The test split is rebuilt from the metadata alone: the recipe's data source, fractions and seed, and the
+preprocessing recorded in the inputs (mean/std, tokenizer, window), applied, never refitted. `data` points
+at the same data elsewhere (a moved CSV, or a copy on a machine without the builtin datasets' packages).
+
+A check that cannot start (no model file, no metadata, unreadable data, a run without checkpoint) is the
+user's input, not the model: ToolkitError. The report is written to validate.json beside the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ToolkitError
+from toolkit.runtime import schema
+from toolkit.runtime.model import OnnxModel, available_providers, read_metadata
+
+# Recorded metrics must be reproduced: accuracy-like ones (fractions) within 0.1 point, error metrics
+# (in the data's units) within a relative 1e-3.
+ACCURACY_ATOL = 1e-3
+ERROR_RTOL = 1e-3
+ERROR_METRICS = frozenset({"mse", "rmse", "mae", "mape", "recon_mse"})
+# Outputs compared across batch sizes and with PyTorch: the export's parity tolerance.
+ATOL, RTOL = 1e-4, 1e-3
+BATCH = 64  # the test split runs in batches of this size
+PROBE_BATCHES = (1, 3, 17)  # then its first rows at these sizes: a frozen batch axis cannot pass
+GENERATE_SAMPLES = 64  # a generator has no test split: it runs on this many draws of z and label
+SEED = 0
+
+
+@dataclass
+class Inputs:
+    """What the model runs on: feeds by input name, targets (None: nothing to score) and their origin."""
+
+    feeds: dict[str, np.ndarray]
+    y: np.ndarray | None
+    source: str
+    samples: int
+
+
+# --------------------------------------------------------------------------------------------- metrics
+def _classify(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    from toolkit.metrics import classification_metrics
+
+    logits = out["logits"]  # (N, classes)
+    return classification_metrics(y, logits.argmax(axis=1), logits.shape[1])
+
+
+def _regress(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    from toolkit.metrics import regression_metrics
+
+    return regression_metrics(y, out["prediction"])  # both in the target's units
+
+
+def _forecast(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    from toolkit.metrics import forecast_metrics
+
+    return forecast_metrics(y, out["forecast"])  # (N, horizon) in the series' units
+
+
+def _reconstruct(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    """As toolkit.train.anomaly.Reconstruct.metrics computes them, from the graph's `score` output."""
+    from toolkit.metrics import average_precision, binary_metrics, roc_auc
+
+    scores = out["score"].astype(np.float64)  # (N,)
+    normal = y == 0
+    got = {"recon_mse": float(scores[normal].mean()) if normal.any() else float(scores.mean())}
+    if normal.any() and (~normal).any():
+        got["roc_auc"] = roc_auc(y, scores)
+        got["average_precision"] = average_precision(y, scores)
+        threshold = schema.dig(meta, "thresholds", "score", "value")
+        if threshold is not None:
+            got.update(binary_metrics(y, scores > threshold))
+    return got
+
+
+# One entry per task: (outputs by name, targets, metadata) -> the test metrics training recorded.
+TASK_METRICS: dict[str, Callable[[dict[str, np.ndarray], np.ndarray, dict[str, Any]], dict[str, float]]] = {
+    "classify": _classify,
+    "regress": _regress,
+    "forecast": _forecast,
+    "reconstruct": _reconstruct,
+}
+
+
+def compare_metrics(got: dict[str, float], expected: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Each computed metric next to the recorded one: delta, tolerance and whether it is within it."""
+    rows = {}
+    for name, value in got.items():
+        want = (expected or {}).get(name)
+        if not isinstance(want, (int, float)) or isinstance(want, bool):
+            rows[name] = {"expected": None, "got": value, "delta": None, "tolerance": None, "passed": None}
+            continue
+        tol = ERROR_RTOL * abs(want) if name in ERROR_METRICS else ACCURACY_ATOL
+        delta = value - want
+        same_nan = np.isnan(value) and np.isnan(want)
+        ok = bool(same_nan or abs(delta) <= tol + 1e-12)
+        rows[name] = {"expected": want, "got": value, "delta": delta, "tolerance": tol, "passed": ok}
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def spec_from_metadata(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The input kind ("tabular", "image", "series", "tokens") and the preprocessing spec that
+    toolkit.data.load_splits applies, rebuilt from the metadata's first input."""
+    pre = meta["inputs"][0].get("preprocessing") or {}
+    labels = meta.get("labels") if meta["task"] != "reconstruct" else None
+    if pre.get("type") == "tokenize":
+        spec: dict[str, Any] = {"kind": "tokens", "tokenizer": pre["tokenizer"], "labels": labels}
+        return "tokens", spec
+    if pre.get("type") != "standardize":
+        raise ToolkitError(
+            f"input {meta['inputs'][0]['name']!r} records no preprocessing to rebuild the test split with"
+        )
+    if "window" in pre:  # a series: one mean and std, shared by the targets (toolkit.data.series)
+        mean, std = float(pre["mean"]), float(pre["std"])
+        spec = {"kind": "series", "mean": [mean], "std": [std], "target": {"mean": mean, "std": std}}
+        spec.update(window=pre["window"], horizon=pre["horizon"], labels=None)
+        return "series", spec
+    kind = "image" if pre.get("per") == "channel" else "tabular"
+    spec = {"kind": kind, "mean": pre["mean"], "std": pre["std"], "labels": labels}
+    if pre.get("image"):
+        spec["image"] = pre["image"]
+    if kind == "tabular":
+        spec["feature_names"] = pre.get("feature_names")
+    if meta["task"] == "reconstruct":
+        spec["anomaly"] = meta.get("anomaly")
+        spec["threshold"] = schema.dig(meta, "thresholds", "score", "value")
+    return kind, spec
+
+
+def evaluation_inputs(meta: dict[str, Any], data: str | None = None) -> Inputs:
+    """The test split of the model's recipe, preprocessed as recorded; a generator gets sampled inputs."""
+    if meta["task"] == "generate":
+        return _generator_inputs(meta)
+    from toolkit.data import load_splits
+    from toolkit.recipe import recipe_from_dict
+
+    raw = copy.deepcopy(meta["recipe"])
+    if data is not None:  # a relative path is resolved here, as `toolkit train --data` does
+        raw["data"]["source"] = data if data.startswith("builtin:") else os.path.abspath(data)
+    rec = recipe_from_dict(raw)
+    kind, spec = spec_from_metadata(meta)
+    source = rec.data.source
+    try:
+        splits = load_splits(rec.data, rec.task, kind, rec.train.seed, spec=spec)
+    except ToolkitError as exc:
+        hint = "" if data is not None else "; pass --data with the data the model was trained on"
+        raise ToolkitError(f"cannot rebuild the test split: {exc}{hint}") from None
+    except ImportError as exc:  # a builtin dataset's package (the training extra) is not installed
+        raise ToolkitError(
+            f"reading {source} needs the {exc.name} package (pip install 'toolkit[train]'), "
+            "or pass --data with a copy of the data"
+        ) from None
+    x = splits.x_test
+    return Inputs({meta["inputs"][0]["name"]: x}, splits.y_test, f"{source} (test split)", len(x))
+
+
+def _generator_inputs(meta: dict[str, Any]) -> Inputs:
+    rng = np.random.default_rng(SEED)
+    feeds = {}
+    for port in meta["inputs"]:
+        dims = [GENERATE_SAMPLES if isinstance(d, str) else d for d in port["shape"]]
+        if port["dtype"].startswith("int"):  # class indices, every class in turn
+            feeds[port["name"]] = (np.arange(GENERATE_SAMPLES) % len(meta["labels"])).astype(port["dtype"])
+        else:
+            feeds[port["name"]] = rng.standard_normal(dims).astype(port["dtype"])
+    return Inputs(
+        feeds, None, f"{GENERATE_SAMPLES} sampled inputs (a generator has no test split)", GENERATE_SAMPLES
+    )
+
+
+# --------------------------------------------------------------------------------------------- checks
+class Checks:
+    """The list of checks a validation ran; each one pass, fail or skip, with one line of detail."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, name: str, status: str, detail: str, provider: str | None = None) -> bool:
+        self.items.append({"check": name, "provider": provider, "status": status, "detail": detail})
+        return status != "fail"
+
+    @property
+    def passed(self) -> bool:
+        return all(c["status"] != "fail" for c in self.items)
+
+
+def validate(
+    model_path: str | Path, run_dir: str | Path | None = None, data: str | None = None
+) -> dict[str, Any]:
+    """Validate MODEL (see the module docstring); returns the report, also written to validate.json."""
+    import onnxruntime as ort
+
+    from toolkit import __version__
+    from toolkit.io import write_json
+
+    t0 = time.perf_counter()
+    path = Path(model_path)
+    meta = read_metadata(path)  # a missing, damaged or foreign file, or a newer schema: ToolkitError
+    ckpt_path = checkpoint_path(run_dir, meta) if run_dir is not None else None
+    checks = Checks()
+    errors = schema.check(meta)
+    well_formed = checks.add(
+        "metadata",
+        "fail" if errors else "pass",
+        "; ".join(errors[:3]) + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else "")
+        if errors
+        else f"fits {meta['schema']}",
+    )
+    _check_sidecar(path, meta, checks)
+    inputs = evaluation_inputs(meta, data) if well_formed else None
+
+    providers = available_providers()
+    metrics: dict[str, Any] = {}
+    reference: dict[str, np.ndarray] | None = None  # outputs to compare with PyTorch: the CPU's if it ran
+    signed = not well_formed  # the signature is checked once, on the first session that starts
+    for provider in providers:
+        try:
+            model = OnnxModel(path, providers=[provider])
+        except ToolkitError as exc:
+            checks.add("load", "fail", str(exc), provider)
+            continue
+        if provider not in model.providers:  # e.g. the CUDA provider installed on a machine without a GPU
+            checks.add(
+                "load", "skip", f"{provider} did not start here (onnxruntime fell back to CPU)", provider
+            )
+            continue
+        checks.add("load", "pass", "session on " + ", ".join(_short(p) for p in model.providers), provider)
+        if not signed:
+            _check_signature(model, meta, checks)
+            signed = True
+        if inputs is None:
+            continue
+        outputs = _check_run(model, meta, inputs, checks, provider)
+        if outputs is None:
+            continue
+        if reference is None or provider == "CPUExecutionProvider":
+            reference = outputs
+        _check_batch_sizes(model, inputs, outputs, checks, provider)
+        metrics[provider] = _check_metrics(meta, inputs, outputs, checks, provider)
+
+    parity = None
+    if ckpt_path is not None:
+        _check_checkpoint(ckpt_path, meta, checks)
+        if reference is None or inputs is None:
+            checks.add("parity", "skip", "no outputs to compare: the model did not run")
+        else:
+            parity = torch_parity(meta, ckpt_path, inputs, reference, checks)
+
+    report_file = report_path(path)
+    report = {
+        "model": str(path),
+        "report": str(report_file),
+        "passed": checks.passed,
+        "schema": meta.get("schema"),
+        "task": meta.get("task"),
+        "role": meta.get("role"),
+        "run": str(run_dir) if run_dir is not None else None,
+        "data": {"source": inputs.source, "samples": inputs.samples} if inputs is not None else None,
+        "providers": providers,
+        "checks": checks.items,
+        "main_metric": schema.dig(meta, "metrics", "main_metric"),
+        "metrics": metrics,
+        "parity": parity,
+        "tolerance": {
+            "accuracy_like_atol": ACCURACY_ATOL,
+            "error_metric_rtol": ERROR_RTOL,
+            "error_metrics": sorted(ERROR_METRICS),
+            "outputs": {"atol": ATOL, "rtol": RTOL},
+        },
+        "versions": {"toolkit": __version__, "onnxruntime": ort.__version__},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    try:
+        write_json(report_file, report)
+    except OSError as exc:
+        raise ToolkitError(f"cannot write {report_file}: {exc.strerror or exc}") from None
+    return report
+
+
+def report_path(model_path: Path) -> Path:
+    """validate.json beside model.onnx; NAME.validate.json beside any other NAME.onnx (model.int8.onnx),
+    so validating a variant does not overwrite the report of the model it came from."""
+    stem = model_path.name.removesuffix(".onnx")
+    return model_path.with_name("validate.json" if stem == "model" else f"{stem}.validate.json")
+
+
+def checkpoint_path(run_dir: str | Path, meta: dict[str, Any]) -> Path:
+    """RUN_DIR's checkpoint file (the one the metadata names, best.pt by default); ToolkitError if absent."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ToolkitError(f"run directory not found: {run_dir}")
+    name = schema.dig(meta, "provenance", "checkpoint", "file") or "best.pt"
+    path = run_dir / name
+    if not path.is_file():
+        raise ToolkitError(
+            f"checkpoint not found: {path} (is this a run directory written by `toolkit train`?)"
+        )
+    return path
+
+
+def _short(provider: str) -> str:
+    return provider.removesuffix("ExecutionProvider")
+
+
+def _check_sidecar(path: Path, meta: dict[str, Any], checks: Checks) -> None:
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        checks.add("sidecar", "skip", f"no {sidecar.name} beside the model (optional)")
+        return
+    try:
+        same = json.loads(sidecar.read_text()) == meta
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        checks.add("sidecar", "fail", f"{sidecar.name} is not readable JSON ({exc.__class__.__name__})")
+        return
+    if same:
+        checks.add("sidecar", "pass", f"{sidecar.name} holds the same document")
+    else:
+        checks.add("sidecar", "fail", f"{sidecar.name} differs from the embedded metadata: export again")
+
+
+def _check_signature(model: OnnxModel, meta: dict[str, Any], checks: Checks) -> None:
+    """The graph's ports are the metadata's: same names in order, dtypes and shapes (symbolic dims too)."""
+    problems = []
+    for kind, graph in (("inputs", model.inputs), ("outputs", model.outputs)):
+        declared = meta.get(kind) or []
+        names = [p.get("name") for p in declared]
+        if [s.name for s in graph] != names:
+            problems.append(f"{kind} are {[s.name for s in graph]} in the graph, {names} in the metadata")
+            continue
+        for spec, port in zip(graph, declared):
+            if spec.dtype != port.get("dtype"):
+                problems.append(
+                    f"{spec.name!r} is {spec.dtype} in the graph, {port.get('dtype')} in the metadata"
+                )
+            want = port.get("shape") or []
+            same = len(spec.shape) == len(want) and all(
+                g == w or (g is None and isinstance(w, str)) for g, w in zip(spec.shape, want)
+            )
+            if not same:
+                problems.append(
+                    f"{spec.name!r} has shape {_dims(spec.shape)} in the graph, {_dims(want)} in the metadata"
+                )
+    if problems:
+        checks.add("signature", "fail", "; ".join(problems))
+    else:
+        described = ", ".join(f"{s.name} {_dims(s.shape)}" for s in [*model.inputs, *model.outputs])
+        checks.add("signature", "pass", f"graph ports match the metadata: {described}")
+
+
+def _dims(shape: Any) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _check_run(
+    model: OnnxModel, meta: dict[str, Any], inputs: Inputs, checks: Checks, provider: str
+) -> dict[str, np.ndarray] | None:
+    """The whole input set in batches of BATCH; outputs finite, one row per sample, declared widths."""
+    if any(s.dtype == "object" for s in model.inputs):
+        checks.add("run", "skip", "the model takes raw strings; validate the token-id model", provider)
+        return None
+    if not inputs.samples:
+        checks.add("run", "skip", "the recipe holds out no test split (data.test_fraction 0)", provider)
+        return None
+    try:
+        outputs = model.run_batches(inputs.feeds, BATCH)
+    except ToolkitError as exc:
+        checks.add("run", "fail", f"batches of {BATCH}: {exc}", provider)
+        return None
+    problems = []
+    for port in meta["outputs"]:
+        value = outputs.get(port["name"])
+        if value is None:
+            problems.append(f"no output {port['name']!r}")
+            continue
+        want = [inputs.samples if isinstance(d, str) and i == 0 else d for i, d in enumerate(port["shape"])]
+        fits = value.ndim == len(want) and all(
+            isinstance(w, str) or w == g for w, g in zip(want, value.shape)
+        )
+        if not fits:
+            problems.append(f"{port['name']!r} has shape {list(value.shape)}, declared {port['shape']}")
+        elif not np.isfinite(value).all():
+            problems.append(f"{port['name']!r} has {int((~np.isfinite(value)).sum())} NaN or infinite values")
+        value_range = (port.get("image") or {}).get("value_range")
+        if value_range and value.size and (value.min() < value_range[0] or value.max() > value_range[1]):
+            problems.append(f"{port['name']!r} leaves its declared range {value_range}")
+    if problems:
+        checks.add("run", "fail", "; ".join(problems), provider)
+        return None
+    checks.add(
+        "run", "pass", f"{inputs.samples} samples in batches of {BATCH}: finite, shapes as declared", provider
+    )
+    return outputs
+
+
+def _check_batch_sizes(
+    model: OnnxModel, inputs: Inputs, outputs: dict[str, np.ndarray], checks: Checks, provider: str
+) -> None:
+    """The first rows again at other batch sizes: same outputs, or the batch axis is not really dynamic."""
+    first = min(inputs.samples, BATCH)  # the batch size of the run being compared with
+    sizes = [b for b in PROBE_BATCHES if b < first]
+    rows = min(inputs.samples, max(sizes, default=1))
+    if not sizes:
+        checks.add("batch sizes", "skip", "one sample only: nothing to vary", provider)
+        return
+    head = {k: v[:rows] for k, v in inputs.feeds.items()}
+    for b in sizes:
+        try:
+            got = model.run_batches(head, b)
+        except ToolkitError as exc:
+            checks.add("batch sizes", "fail", f"batch {b}: {exc}", provider)
+            return
+        for name, value in got.items():
+            ref = outputs[name][:rows]
+            err = np.abs(value.astype(np.float64) - ref)
+            if not (err <= ATOL + RTOL * np.abs(ref)).all():
+                checks.add(
+                    "batch sizes",
+                    "fail",
+                    f"{name!r} at batch {b} differs from batch {min(BATCH, inputs.samples)} by up to "
+                    f"{float(err.max()):.3g} (allowed: atol {ATOL:g} + rtol {RTOL:g})",
+                    provider,
+                )
+                return
+    shown = ", ".join(map(str, sizes))
+    checks.add("batch sizes", "pass", f"first {rows} samples at batch {shown}: same outputs", provider)
+
+
+def _check_metrics(
+    meta: dict[str, Any], inputs: Inputs, outputs: dict[str, np.ndarray], checks: Checks, provider: str
+) -> dict[str, Any]:
+    fn = TASK_METRICS.get(meta["task"])
+    if fn is None or inputs.y is None:
+        checks.add("metrics", "skip", f"the {meta['task']} task has no test metrics to reproduce", provider)
+        return {}
+    if meta["role"] != "model":
+        checks.add("metrics", "skip", f"the {meta['role']} has no test metrics of its own", provider)
+        return {}
+    recorded = meta.get("metrics")
+    try:
+        got = fn(outputs, inputs.y, meta)
+    except KeyError as exc:  # the task's output is not among the graph's
+        checks.add("metrics", "fail", f"a {meta['task']} model needs output {exc}", provider)
+        return {}
+    rows = compare_metrics(got, recorded)
+    compared = {k: r for k, r in rows.items() if r["passed"] is not None}
+    if not compared:
+        checks.add("metrics", "skip", "the metadata records no test metrics to compare with", provider)
+        return rows
+    expected_n = schema.dig(recorded, "samples", "test")
+    if isinstance(expected_n, int) and expected_n != inputs.samples:
+        checks.add(
+            "metrics",
+            "fail",
+            f"the rebuilt test split has {inputs.samples} samples, training had {expected_n}: "
+            "the data differs from the data the model was trained on",
+            provider,
+        )
+        return rows
+    bad = [k for k, r in compared.items() if not r["passed"]]
+    main = schema.dig(recorded, "main_metric")
+    if bad:
+        shown = ", ".join(
+            f"{k} {compared[k]['got']:.4g} (recorded {compared[k]['expected']:.4g})" for k in bad
+        )
+        checks.add("metrics", "fail", f"{shown} on {inputs.samples} test samples", provider)
+    else:
+        key = main if main in compared else next(iter(compared))
+        r = compared[key]
+        checks.add(
+            "metrics",
+            "pass",
+            f"{len(compared)} metrics reproduced on {inputs.samples} test samples "
+            f"({key} {r['got']:.4g}, recorded {r['expected']:.4g}, delta {r['delta']:.2g})",
+            provider,
+        )
+    return rows
+
+
+def _check_checkpoint(ckpt_path: Path, meta: dict[str, Any], checks: Checks) -> None:
+    want = schema.dig(meta, "provenance", "checkpoint", "sha256")
+    if not want:
+        checks.add("checkpoint", "skip", "the metadata records no checkpoint hash")
+        return
+    got = hashlib.sha256(ckpt_path.read_bytes()).hexdigest()
+    if got == want:
+        checks.add("checkpoint", "pass", f"{ckpt_path} is the checkpoint exported (sha256 {got[:12]})")
+    else:
+        checks.add(
+            "checkpoint",
+            "fail",
+            f"{ckpt_path} changed since the export (sha256 {got[:12]}, exported {want[:12]}): export again",
+        )
+
+
+# --------------------------------------------------------------------------------------------- parity
+def torch_parity(
+    meta: dict[str, Any],
+    ckpt_path: Path,
+    inputs: Inputs,
+    onnx_outputs: dict[str, np.ndarray],
+    checks: Checks,
+) -> dict[str, Any] | None:
+    """The PyTorch checkpoint, wrapped as toolkit.export wraps it, on the same inputs: every output within
+    atol + rtol * |torch|. The one place here that imports torch, and only when it is installed."""
+    try:
+        import torch
+    except ImportError:
+        checks.add(
+            "parity",
+            "skip",
+            "PyTorch is not installed (pip install 'toolkit[train]' to compare with the run)",
+        )
+        return None
+    from toolkit.export import SIGNATURES
+    from toolkit.train.checkpoint import load_checkpoint
+    from toolkit.train.loop import load_model
+
+    ckpt = load_checkpoint(ckpt_path)
+    task = ckpt["recipe"].get("task")
+    if task != meta["task"] or task not in SIGNATURES:
+        checks.add("parity", "fail", f"{ckpt_path} is a {task} run, the model a {meta['task']} model")
+        return None
+    signatures = [s for s in SIGNATURES[task](load_model(ckpt), ckpt) if s.role == meta["role"]]
+    if not signatures:
+        checks.add("parity", "skip", f"the run exports no {meta['role']} to compare with")
+        return None
+    sig = signatures[0]
+    names = [p.name for p in sig.outputs]
+    feeds = [inputs.feeds[p.name] for p in sig.inputs]
+    parts: list[list[np.ndarray]] = [[] for _ in names]
+    with torch.no_grad():
+        for i in range(0, inputs.samples, BATCH):
+            got = sig.module(*(torch.from_numpy(np.ascontiguousarray(a[i : i + BATCH])) for a in feeds))
+            for part, value in zip(parts, [got] if isinstance(got, torch.Tensor) else got):
+                part.append(value.numpy())
+    figures, worst = {}, None
+    for name, part in zip(names, parts):
+        ref = np.concatenate(part).astype(np.float64)
+        err = np.abs(onnx_outputs[name].astype(np.float64) - ref)
+        used = float((err / (ATOL + RTOL * np.abs(ref))).max()) if err.size else 0.0
+        figures[name] = {"max_abs": float(err.max()) if err.size else 0.0, "tolerance_used": used}
+        if not used <= 1.0 and worst is None:
+            worst = name
+    result = {"atol": ATOL, "rtol": RTOL, "samples": inputs.samples, "outputs": figures}
+    summary = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in figures.items())
+    if worst is not None:
+        checks.add(
+            "parity",
+            "fail",
+            f"{worst!r} differs from PyTorch by up to {figures[worst]['max_abs']:.3g} on {inputs.samples} "
+            f"samples (allowed: atol {ATOL:g} + rtol {RTOL:g})",
+        )
+    else:
+        checks.add("parity", "pass", f"equals PyTorch on {inputs.samples} samples (max abs error {summary})")
+    return result
