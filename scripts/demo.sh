@@ -27,5 +27,9 @@ $TK eval "$OUT/lstm"
 echo "== export: the CNN to self-describing ONNX, parity with PyTorch proven at several batch sizes"
 $TK export "$OUT/cnn"
 
+echo "== validate: the ONNX model alone reproduces the test metrics (onnxruntime, no torch needed)"
+$TK validate "$OUT/cnn/model.onnx" --run "$OUT/cnn"
+$TK info "$OUT/cnn/model.onnx"
+
 echo
 echo "demo done: run directories under $OUT (curves.png, confusion.png, forecast.png, metrics.json, model.onnx)"
