@@ -87,17 +87,10 @@ def read_series_csv(path: Path, target: str | None, time_column: str | None) -> 
 
 
 def load_series(source: str, target: str | None, time_column: str | None) -> Series:
-    if source.startswith("builtin:"):
-        name = source.split(":", 1)[1]
-        if name not in BUILTIN_SERIES:
-            raise ToolkitError(
-                f"unknown builtin series {name!r}; allowed: {', '.join(sorted(BUILTIN_SERIES))}"
-            )
-        return BUILTIN_SERIES[name][0]()
-    path = Path(source)
-    if not path.is_file() or path.suffix.lower() != ".csv":
-        raise ToolkitError(f"series data must be builtin:NAME or an existing .csv file (got {source})")
-    return read_series_csv(path, target, time_column)
+    from toolkit.data.sources import builtin_or_csv
+
+    series, path = builtin_or_csv(source, BUILTIN_SERIES, "series")
+    return series if series is not None else read_series_csv(path, target, time_column)
 
 
 def make_windows(values: np.ndarray, window: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -217,3 +217,17 @@ def is_finite_number(v: object) -> bool:
         return math.isfinite(float(v))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
+
+
+def builtin_or_csv(source: str, registry: dict, what: str) -> tuple[object | None, Path | None]:
+    """For readers of one kind (series, text): builtin:NAME -> (the registry's data, None); an existing .csv
+    file -> (None, its path), for the caller to read with its own options."""
+    if source.startswith("builtin:"):
+        name = source.split(":", 1)[1]
+        if name not in registry:
+            raise ToolkitError(f"unknown builtin {what} {name!r}; allowed: {', '.join(sorted(registry))}")
+        return registry[name][0](), None
+    path = Path(source)
+    if not path.is_file() or path.suffix.lower() != ".csv":
+        raise ToolkitError(f"{what} must be builtin:NAME or an existing .csv file (got {source})")
+    return None, path

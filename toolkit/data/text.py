@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.sources import RawData
+from toolkit.data.sources import RawData, builtin_or_csv
 from toolkit.errors import ToolkitError
 
 LANGID_LANGUAGES = ("de", "en", "es", "fr", "it", "nl", "pt", "sv")
@@ -78,14 +78,5 @@ def read_text_csv(path: Path, text_column: str, target: str | None) -> RawData:
 
 
 def load_text(source: str, text_column: str, target: str | None) -> RawData:
-    if source.startswith("builtin:"):
-        name = source.split(":", 1)[1]
-        if name not in BUILTIN_TEXT:
-            raise ToolkitError(
-                f"unknown builtin text data {name!r}; allowed: {', '.join(sorted(BUILTIN_TEXT))}"
-            )
-        return BUILTIN_TEXT[name][0]()
-    path = Path(source)
-    if not path.is_file() or path.suffix.lower() != ".csv":
-        raise ToolkitError(f"text data must be builtin:NAME or an existing .csv file (got {source})")
-    return read_text_csv(path, text_column, target)
+    data, path = builtin_or_csv(source, BUILTIN_TEXT, "text data")
+    return data if data is not None else read_text_csv(path, text_column, target)

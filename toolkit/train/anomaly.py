@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from toolkit.metrics import average_precision, best_f1_threshold, binary_metrics, roc_auc
-from toolkit.train.tasks import Task, predict_outputs
+from toolkit.train.tasks import REGRESSION_LOSSES, Task, predict_outputs
 
 
 def anomaly_scores(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
@@ -35,8 +34,7 @@ class Reconstruct(Task):
     def loss(
         self, outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None
     ) -> torch.Tensor:
-        fn = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}[self.loss_name]
-        return fn(outputs, inputs)
+        return REGRESSION_LOSSES[self.loss_name](outputs, inputs)  # the target is the input itself
 
     def predictions(self, outputs: np.ndarray) -> np.ndarray:
         return outputs  # the reconstruction, in normalized units

@@ -13,6 +13,9 @@ import torch.nn.functional as F
 
 from toolkit.metrics import MAIN_METRIC, classification_metrics, forecast_metrics, regression_metrics, softmax
 
+# Losses that compare outputs with real-valued targets (regression, forecasting, reconstruction).
+REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+
 
 @torch.no_grad()
 def predict_outputs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
@@ -112,7 +115,7 @@ class Regress(Task):
     def loss(
         self, outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None
     ) -> torch.Tensor:
-        fn = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}[self.loss_name]
+        fn = REGRESSION_LOSSES[self.loss_name]
         return fn(outputs, targets)
 
     def predictions(self, outputs: np.ndarray) -> np.ndarray:
