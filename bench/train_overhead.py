@@ -84,7 +84,12 @@ def prepare(name: str) -> Setup:
     recipe = load_recipe(name, OVERRIDES)
     if recipe.task != "classify" or recipe.loss != "cross_entropy":
         sys.exit(f"{name}: this benchmark's bare loop uses cross_entropy; needs a classify recipe")
-    splits = load_splits(recipe.data, recipe.task, model_entry(recipe.arch).input_kind(recipe.task, recipe.model), recipe.train.seed)
+    splits = load_splits(
+        recipe.data,
+        recipe.task,
+        model_entry(recipe.arch).input_kind(recipe.task, recipe.model),
+        recipe.train.seed,
+    )
     task = make_task(recipe, splits.spec)
     x = torch.as_tensor(splits.x_train)
     y = task.targets(splits.y_train)
