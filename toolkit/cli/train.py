@@ -161,7 +161,10 @@ def train(
 
 def _summary(result: Any) -> None:
     m = result.metrics
-    console.print(f"[bold]test metrics[/] · {m['recipe']} on {m['data']} · {m['samples']['test']} samples")
+    scored = f"{m['samples']['test']} test samples"
+    if result.recipe.task == "generate":  # judged on what it generates, not on a test split
+        scored = "generated samples"
+    console.print(f"[bold]test metrics[/] · {m['recipe']} on {m['data']} · {scored}")
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
