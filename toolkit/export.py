@@ -681,3 +681,31 @@ def _document(common: dict[str, Any], sig: Signature, proto: Any, parity: dict[s
 def _shape(value_info: Any) -> list[int | str]:
     dims = value_info.type.tensor_type.shape.dim
     return [d.dim_param if d.HasField("dim_param") else int(d.dim_value) for d in dims]
+
+
+def checkpoint_outputs(
+    ckpt_path: Path, task: str, role: str, feeds: dict[str, np.ndarray], samples: int, batch: int = 64
+) -> dict[str, np.ndarray]:
+    """PyTorch outputs of a run's checkpoint, wrapped exactly as it is exported, for the named ONNX inputs
+    (used by `toolkit validate --run`): {output name: array}; empty when the run exports no such role.
+    A run of another task is a ToolkitError."""
+    from toolkit.train.checkpoint import load_checkpoint
+    from toolkit.train.loop import load_model
+
+    ckpt = load_checkpoint(ckpt_path)
+    run_task = ckpt["recipe"].get("task")
+    if run_task != task or run_task not in SIGNATURES:
+        raise ToolkitError(f"{ckpt_path} is a {run_task} run, the model a {task} model")
+    signatures = [s for s in SIGNATURES[run_task](load_model(ckpt), ckpt) if s.role == role]
+    if not signatures:
+        return {}
+    sig = signatures[0]
+    names = [p.name for p in sig.outputs]
+    arrays = [feeds[p.name] for p in sig.inputs]
+    parts: list[list[np.ndarray]] = [[] for _ in names]
+    with torch.no_grad():
+        for i in range(0, samples, batch):
+            got = sig.module(*(torch.from_numpy(np.ascontiguousarray(a[i : i + batch])) for a in arrays))
+            for part, value in zip(parts, [got] if isinstance(got, torch.Tensor) else got):
+                part.append(value.numpy())
+    return {name: np.concatenate(part) for name, part in zip(names, parts)}

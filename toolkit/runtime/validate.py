@@ -525,9 +525,9 @@ def torch_parity(
     checks: Checks,
 ) -> dict[str, Any] | None:
     """The PyTorch checkpoint, wrapped as toolkit.export wraps it, on the same inputs: every output within
-    atol + rtol * |torch|. The one place here that imports torch, and only when it is installed."""
-    try:
-        import torch
+    atol + rtol * |torch|. Skipped when PyTorch is not installed."""
+    try:  # the training side computes the PyTorch outputs; this module itself never imports torch
+        from toolkit.export import checkpoint_outputs
     except ImportError:
         checks.add(
             "parity",
@@ -535,31 +535,19 @@ def torch_parity(
             "PyTorch is not installed (pip install 'toolkit[train]' to compare with the run)",
         )
         return None
-    from toolkit.export import SIGNATURES
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
-
-    ckpt = load_checkpoint(ckpt_path)
-    task = ckpt["recipe"].get("task")
-    if task != meta["task"] or task not in SIGNATURES:
-        checks.add("parity", "fail", f"{ckpt_path} is a {task} run, the model a {meta['task']} model")
+    try:
+        torch_outputs = checkpoint_outputs(
+            ckpt_path, meta["task"], meta["role"], inputs.feeds, inputs.samples
+        )
+    except ToolkitError as exc:  # the run is not the one this model came from
+        checks.add("parity", "fail", str(exc))
         return None
-    signatures = [s for s in SIGNATURES[task](load_model(ckpt), ckpt) if s.role == meta["role"]]
-    if not signatures:
+    if not torch_outputs:
         checks.add("parity", "skip", f"the run exports no {meta['role']} to compare with")
         return None
-    sig = signatures[0]
-    names = [p.name for p in sig.outputs]
-    feeds = [inputs.feeds[p.name] for p in sig.inputs]
-    parts: list[list[np.ndarray]] = [[] for _ in names]
-    with torch.no_grad():
-        for i in range(0, inputs.samples, BATCH):
-            got = sig.module(*(torch.from_numpy(np.ascontiguousarray(a[i : i + BATCH])) for a in feeds))
-            for part, value in zip(parts, [got] if isinstance(got, torch.Tensor) else got):
-                part.append(value.numpy())
     figures, worst = {}, None
-    for name, part in zip(names, parts):
-        ref = np.concatenate(part).astype(np.float64)
+    for name, ref in torch_outputs.items():
+        ref = ref.astype(np.float64)
         err = np.abs(onnx_outputs[name].astype(np.float64) - ref)
         used = float((err / (ATOL + RTOL * np.abs(ref))).max()) if err.size else 0.0
         figures[name] = {"max_abs": float(err.max()) if err.size else 0.0, "tolerance_used": used}
