@@ -397,6 +397,12 @@ def export_run(
         _export_graph(sig, opset, list(EXPORTERS) if exporter == "auto" else [exporter], common)
         for sig in SIGNATURES[task](model, ckpt)
     ]
+    tokenizer = ckpt["spec"].get("tokenizer")
+    if tokenizer is not None:
+        from toolkit.text_model import supports_text_model
+
+        if supports_text_model(tokenizer):  # a second file that takes raw strings
+            graphs.append(_text_graph(graphs[0], tokenizer))
     results = []
     for g in graphs:  # every graph passed: now write them
         import onnx
@@ -410,6 +416,21 @@ def export_run(
     main, parts = results[0], results[1:]
     main.parts, main.seconds = parts, time.perf_counter() - t0
     return main
+
+
+def _text_graph(token_graph: Graph, tokenizer: dict[str, Any]) -> Graph:
+    """model.text.onnx: the token model behind an in-graph tokenizer, checked against the Python one."""
+    import dataclasses
+
+    from toolkit.text_model import build_text_model, check_text_parity, text_document
+
+    t0 = time.perf_counter()
+    proto = build_text_model(token_graph.model, tokenizer, token_graph.signature.inputs[0].name)
+    parity = check_text_parity(proto, token_graph.model, tokenizer)
+    sig = dataclasses.replace(
+        token_graph.signature, suffix=token_graph.signature.suffix + ".text", role="text"
+    )
+    return Graph(sig, proto, text_document(token_graph.document, parity), time.perf_counter() - t0)
 
 
 def _export_graph(sig: Signature, opset: int, exporters: list[str], common: dict[str, Any]) -> Graph:

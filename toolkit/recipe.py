@@ -77,7 +77,7 @@ class AugmentConfig:
 
 @dataclass
 class TokenizerConfig:
-    level: Literal["word", "char"] = "word"  # word tokens (\w+ and punctuation) or single characters
+    level: Literal["word", "space", "char"] = "word"  # \w+ and punctuation | space-separated | characters
     lowercase: bool = True
     max_vocab: int = 20000  # most frequent train-split tokens kept, plus <pad> and <unk>
     min_freq: int = 1  # tokens seen fewer times in the train split become <unk>

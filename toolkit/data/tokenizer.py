@@ -1,9 +1,10 @@
 """A small, torch-free tokenizer: vocabulary from the train split, word or character level.
 
 It is saved as a JSON document (`to_dict`) in the run and later inside the ONNX file, so any runtime,
-including non-Python ones, can reproduce the exact token ids: the rules are lower-casing (optional), a
-regular expression for words (`\\w+` runs and single punctuation characters) or single characters, id 0 for
-padding, id 1 for out-of-vocabulary tokens and truncation to `max_length`.
+including non-Python ones, can reproduce the exact token ids: the rules are lower-casing (optional), then
+`word` (a regular expression: `\\w+` runs and single punctuation characters), `space` (runs of spaces separate
+tokens, exactly what ONNX StringSplit does, so toolkit export can also write a raw-string model) or `char`
+(single characters); id 0 for padding, id 1 for out-of-vocabulary tokens, truncation to `max_length`.
 """
 
 from __future__ import annotations
@@ -44,17 +45,19 @@ class Tokenizer:
             text = text.lower()
         if self.level == "char":
             return [c for c in text if not c.isspace() or c == " "]
+        if self.level == "space":  # exactly ONNX StringSplit without a delimiter: runs of " " separate tokens
+            return [t for t in text.split(" ") if t]
         return _WORD_RE.findall(text)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of one text, truncated to max_length (at least one id: <unk> for an empty result)."""
-        ids = [self.index.get(tok, 1) for tok in self.split(text)][: self.max_length]
-        return ids or [1]
+        """Token ids of one text, truncated to max_length (empty for a text without tokens: the models
+        treat an all-padding row as an empty text)."""
+        return [self.index.get(tok, 1) for tok in self.split(text)][: self.max_length]
 
     def encode_batch(self, texts: Sequence[str], length: int | None = None) -> np.ndarray:
         """(N, L) int64 ids, right-padded with 0 to the longest text (or to `length`)."""
         rows = [self.encode(t) for t in texts]
-        width = length or max((len(r) for r in rows), default=1)
+        width = length or max(max((len(r) for r in rows), default=1), 1)
         out = np.zeros((len(rows), width), dtype=np.int64)
         for i, r in enumerate(rows):
             out[i, : min(len(r), width)] = r[:width]
@@ -68,7 +71,7 @@ class Tokenizer:
             "type": "toolkit.tokenizer",
             "level": self.level,
             "lowercase": self.lowercase,
-            "pattern": WORD_PATTERN if self.level == "word" else None,
+            "pattern": WORD_PATTERN if self.level == "word" else (" " if self.level == "space" else None),
             "max_length": self.max_length,
             "pad_id": 0,
             "unk_id": 1,
