@@ -238,9 +238,7 @@ def test_autoencoder_encoder_exports_beside_the_model(exported, run_of):
     result = exported("autoencoder-anomaly")
     (encoder,) = result.parts
     run_dir = run_of("autoencoder-anomaly")
-    assert (
-        encoder.path == run_dir / "model.encoder.onnx" and encoder.sidecar == run_dir / "model.encoder.json"
-    )
+    assert encoder.path == run_dir / "encoder.onnx" and encoder.sidecar == run_dir / "encoder.json"
     meta = encoder.metadata
     assert meta["role"] == "encoder" and [p["name"] for p in meta["outputs"]] == ["code"]
     latent = meta["recipe"]["model"]["latent"]

@@ -88,7 +88,7 @@ class Signature:
     lengths: tuple[int | None, ...] = (None,)
     trace_length: int | None = None
     role: str = "model"  # "model", or a part exported beside it ("encoder")
-    suffix: str = ""  # file name part: model.onnx, model.encoder.onnx
+    suffix: str = ""  # file name part: model.onnx, model.text.onnx; the encoder: see part_path
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         return {
@@ -407,7 +407,7 @@ def export_run(
     for g in graphs:  # every graph passed: now write them
         import onnx
 
-        path = out.with_name(out.stem + g.signature.suffix + ".onnx")
+        path = part_path(out, g.signature.suffix)
         onnx.helper.set_model_props(g.model, {"toolkit": json.dumps(g.document)})
         data = g.model.SerializeToString()
         write_bytes(path, data)
@@ -416,6 +416,14 @@ def export_run(
     main, parts = results[0], results[1:]
     main.parts, main.seconds = parts, time.perf_counter() - t0
     return main
+
+
+def part_path(out: Path, suffix: str) -> Path:
+    """Where a graph goes: model.onnx, model.text.onnx, and the encoder as encoder.onnx beside model.onnx
+    (OUT.encoder.onnx beside any other OUT.onnx)."""
+    if suffix == ".encoder" and out.stem == "model":
+        return out.with_name("encoder.onnx")
+    return out.with_name(out.stem + suffix + ".onnx")
 
 
 def _text_graph(token_graph: Graph, tokenizer: dict[str, Any]) -> Graph:
