@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
+
+import numpy as np
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -18,3 +22,17 @@ def assert_one_line_error(result, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     return lines[0]
+
+
+def two_class_text_csv(path: Path) -> Path:
+    """Two classes told apart by their words, texts of 2 to 30 words (longer than the probed lengths)."""
+    rng = np.random.default_rng(0)
+    words = {"cat": ["cat", "meow", "purr", "kitten"], "dog": ["dog", "woof", "bark", "puppy"]}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(80):
+            label = "cat" if i % 2 else "dog"
+            pool = words[label] + ["the", "a", "is", "my"]
+            w.writerow([" ".join(rng.choice(pool, size=int(rng.integers(2, 30)))), label])
+    return path

@@ -5,7 +5,6 @@ A broken graph fails the export with exit code 2 and writes nothing; bad input i
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, two_class_text_csv
 
 import toolkit.export as export_mod
 from toolkit.data import builtin_kind
@@ -55,20 +54,6 @@ INPUTS = {
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
 
 
-def _text_csv(path: Path) -> Path:
-    """Two classes told apart by their words, texts of 2 to 30 words (longer than the probed lengths)."""
-    rng = np.random.default_rng(0)
-    words = {"cat": ["cat", "meow", "purr", "kitten"], "dog": ["dog", "woof", "bark", "puppy"]}
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(80):
-            label = "cat" if i % 2 else "dog"
-            pool = words[label] + ["the", "a", "is", "my"]
-            w.writerow([" ".join(rng.choice(pool, size=int(rng.integers(2, 30)))), label])
-    return path
-
-
 def _digits_npz(path: Path, per_class: int = 30) -> Path:
     """A sixth of scikit-learn's 8x8 digits (pixels in [0, 1]): image recipes train in a fraction of the time."""
     from sklearn.datasets import load_digits
@@ -89,7 +74,7 @@ def run_of(workdir):
     """run_of(recipe) -> a tiny trained run of it (trained once per module). Builtin text and image
     sources are swapped for small files of the same kind; tabular and series builtins are small already."""
     runs: dict[str, Path] = {}
-    small = {"text": _text_csv(workdir / "texts.csv"), "image": _digits_npz(workdir / "digits.npz")}
+    small = {"text": two_class_text_csv(workdir / "texts.csv"), "image": _digits_npz(workdir / "digits.npz")}
 
     def get(name: str) -> Path:
         if name not in runs:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import two_class_text_csv
 
 from toolkit.data.tokenizer import Tokenizer
 from toolkit.export import export_run
@@ -22,16 +22,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def texts_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "t.csv"
-    rng = np.random.default_rng(0)
-    words = {"a": ["sun", "hot", "dry", "sand"], "b": ["snow", "cold", "ice", "frost"]}
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(80):
-            label = "a" if i % 2 else "b"
-            w.writerow([" ".join(rng.choice(words[label], int(rng.integers(1, 6)))), label])
-    return path
+    return two_class_text_csv(tmp_path_factory.mktemp("text") / "t.csv")
 
 
 @pytest.mark.parametrize("recipe", ["lstm-text", "transformer"])

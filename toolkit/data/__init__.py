@@ -231,7 +231,6 @@ def _series_splits(cfg: Any, recorded: dict[str, Any] | None = None) -> Splits:
         "values": s.values,
         "times": s.times,
         "test_starts": starts[te],
-        "boundaries": (train_end, val_end),
     }
     return Splits(xs[tr], y[tr], xs[va], y[va], xs[te], y[te], spec, extra)
 

@@ -7,7 +7,6 @@ Each reader returns RawData: features as float arrays (tabular (N, F) or images 
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,13 +209,6 @@ def read_npz(path: Path) -> RawData:
             xf = xf.transpose(0, 3, 1, 2)  # NHWC -> NCHW
         return RawData(np.ascontiguousarray(xf), y, "image", str(path), image={"pixel_scale": scale})
     raise ToolkitError(f"{path}: x must be 2-D (tabular), 3-D or 4-D (images); got shape {x.shape}")
-
-
-def is_finite_number(v: object) -> bool:
-    try:
-        return math.isfinite(float(v))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
 
 
 def builtin_or_csv(source: str, registry: dict, what: str) -> tuple[object | None, Path | None]:

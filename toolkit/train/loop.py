@@ -13,7 +13,7 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,6 @@ class FitResult:
     test_metrics: dict[str, float]
     device: str
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _model_payload(recipe: Recipe, splits: Splits, model: nn.Module, epoch: int) -> dict[str, Any]:
