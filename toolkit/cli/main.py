@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
+from toolkit.cli import edge as edge_cmd
 from toolkit.cli import export as export_cmd
 from toolkit.cli import generate as generate_cmd
 from toolkit.cli import info as info_cmd
+from toolkit.cli import predict as predict_cmd
 from toolkit.cli import recipes as recipes_cmd
 from toolkit.cli import train as train_cmd
 from toolkit.cli import validate as validate_cmd
@@ -49,6 +51,8 @@ app.command("export")(export_cmd.export)
 app.command("generate")(generate_cmd.generate)
 app.command("validate")(validate_cmd.validate)
 app.command("info")(info_cmd.info)
+app.command("predict")(predict_cmd.predict)
+app.add_typer(edge_cmd.app, name="edge")
 
 
 def main() -> None:

@@ -134,7 +134,9 @@ def decode_image(data: bytes, meta: dict) -> np.ndarray:
             if im.size != (w, h):
                 im = im.resize((w, h), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise InputError("cannot decode the image: not a PNG or JPEG file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot decode the image ({_one_line(exc) or exc.__class__.__name__})") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
@@ -739,7 +741,9 @@ def generated_images(results: list[dict]) -> np.ndarray:
 def low_footprint_session(path: str, threads: int = 1):
     """An onnxruntime CPU session for small devices: `threads` intra-op threads without spinning, one
     inter-op thread, no memory arena (an arena keeps its peak for the life of the process), and for
-    ORT-format files the model bytes used in place (no second copy of the weights)."""
+    ORT-format files the model bytes read in place while the session is built (no second copy). Initializers
+    are not taken from those bytes (session.use_ort_model_bytes_for_initializers): through the Python API
+    onnxruntime 1.32 crashes with it."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -750,7 +754,6 @@ def low_footprint_session(path: str, threads: int = 1):
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if path.endswith(".ort"):
         opts.add_session_config_entry("session.use_ort_model_bytes_directly", "1")
-        opts.add_session_config_entry("session.use_ort_model_bytes_for_initializers", "1")
         with open(path, "rb") as f:
             data = f.read()
         session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
@@ -839,7 +842,7 @@ def self_test(runner: Runner, folder: str) -> tuple[bool, str]:
             expected = json.load(f)
     except (OSError, ValueError) as exc:
         return False, f"cannot read samples/expected.json ({_one_line(exc)})"
-    paths = [os.path.join(folder, p) for p in expected.get("inputs", [])]
+    paths = [os.path.join(folder, p) for p in expected.get("inputs", [])] + expected.get("labels", [])
     items = read_inputs(runner.meta, paths, expected.get("texts", []))
     got = runner.answer(items, seed=expected.get("seed", 0))
     want = expected["results"]

@@ -1,0 +1,103 @@
+"""`toolkit edge pack` / `toolkit edge verify`: self-contained bundles for devices without PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from toolkit.cli._common import console, handle_errors, print_json
+
+app = typer.Typer(
+    help="Bundle a model for a device (onnxruntime + numpy only) and verify a bundle.",
+    no_args_is_help=True,
+)
+STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
+
+
+@app.command("pack")
+@handle_errors
+def pack(
+    model: Annotated[Path, typer.Argument(help="An exported .onnx model, or the run directory holding it.")],
+    out: Annotated[Path, typer.Option("--out", help="The bundle folder to write.")],
+    target: Annotated[
+        str, typer.Option(help="Device CPU: x86_64 or arm64 (sets the pinned wheels).")
+    ] = "x86_64",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="onnx, ort (onnxruntime's ORT format, for small builds) or both."),
+    ] = "onnx",
+    tar: Annotated[bool, typer.Option("--tar", help="Also write OUT.tar.gz.")] = False,
+    ort_version: Annotated[
+        str | None,
+        typer.Option(help="onnxruntime version to pin (default: this one for x86_64, 1.22.1 for arm64)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing OUT.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Check with pip download that every pin has a wheel.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Write a self-contained bundle: the model (its INT8 variant when one passed its accuracy gate),
+    model.json, runner.py (needs only onnxruntime + numpy, Pillow for images), requirements.txt pinned for
+    the target, a README and systemd unit for the device, sample inputs with their expected answers, and a
+    SHA-256 manifest."""
+    from toolkit.runtime.edge.bundle import pack as run_pack
+
+    report = run_pack(model, out, target, fmt, tar, ort_version, force, check)
+    if as_json:
+        print_json(report)
+        return
+    m = report["model"]
+    console.print(f"model: [bold]{escape(m['file'])}[/] ({m['variant']}: {escape(m['why'])})")
+    table = Table(
+        title=escape(f"{report['out']} · {report['target']} · {report['format']}"), title_justify="left"
+    )
+    table.add_column("file")
+    table.add_column("bytes", justify="right")
+    table.add_column("sha256")
+    for name, e in report["files"].items():
+        table.add_row(escape(name), f"{e['bytes']:,}", e["sha256"][:16])
+    console.print(table)
+    pins = ", ".join(f"{p}=={v}" for p, v in report["requirements"].items())
+    console.print(f"requirements: {pins}")
+    tail = f" · archive {escape(report['archive'])}" if report["archive"] else ""
+    console.print(f"[green]packed[/] {report['bytes']:,} bytes in {report['seconds']:.1f} s{tail}")
+
+
+@app.command("verify")
+@handle_errors
+def verify(
+    bundle: Annotated[
+        Path, typer.Argument(help="A bundle folder (or its .tar.gz) from `toolkit edge pack`.")
+    ],
+    python: Annotated[
+        str | None, typer.Option(help="The Python to run the runner with (default: this one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check every file against the bundle's SHA-256 manifest and run a smoke inference (the runner's
+    self-test: the bundled samples answered as recorded at pack time). Exit code 1 when a check fails."""
+    from toolkit.runtime.edge.bundle import verify as run_verify
+
+    report = run_verify(bundle, python)
+    if as_json:
+        print_json(report)
+    else:
+        _print(report)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+def _print(report: dict[str, Any]) -> None:
+    table = Table(title=escape(report["bundle"]), title_justify="left")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for c in report["checks"]:
+        table.add_row(c["check"], STYLE[c["status"]], escape(c["detail"]))
+    console.print(table)
+    failed = [c["check"] for c in report["checks"] if c["status"] == "fail"]
+    console.print("[green]verified[/]" if report["passed"] else f"[bold red]FAILED[/] ({', '.join(failed)})")
