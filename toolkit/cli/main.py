@@ -13,6 +13,7 @@ from toolkit.cli import generate as generate_cmd
 from toolkit.cli import info as info_cmd
 from toolkit.cli import predict as predict_cmd
 from toolkit.cli import recipes as recipes_cmd
+from toolkit.cli import serve as serve_cmd
 from toolkit.cli import train as train_cmd
 from toolkit.cli import validate as validate_cmd
 from toolkit.cli._common import STATE
@@ -51,6 +52,7 @@ app.command("export")(export_cmd.export)
 app.command("generate")(generate_cmd.generate)
 app.command("validate")(validate_cmd.validate)
 app.command("info")(info_cmd.info)
+app.command("serve")(serve_cmd.serve)
 app.command("predict")(predict_cmd.predict)
 app.add_typer(edge_cmd.app, name="edge")
 

@@ -1,0 +1,105 @@
+"""`toolkit serve`: an Open Inference Protocol (KServe V2) server for exported models, REST and gRPC."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolkit.cli._common import handle_errors
+from toolkit.errors import ToolkitError
+
+
+@handle_errors
+def serve(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A .onnx file, a run directory (serves each model*.onnx in it) or a model repository in "
+            "Triton's layout REPO/MODEL/VERSION/model.onnx (the newest version serves by default)."
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: everywhere).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port (REST, /metrics).")] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0: no gRPC).")] = 8001,
+    max_batch_size: Annotated[
+        int,
+        typer.Option(
+            "--max-batch-size",
+            help="Most rows merged into one onnxruntime call by dynamic batching (1: no batching).",
+        ),
+    ] = 32,
+    max_queue_delay_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-queue-delay-ms",
+            help="How long a request may wait for others to fill its batch (0: batch only what is already "
+            "queued, adds no latency).",
+        ),
+    ] = 0.0,
+    workers: Annotated[
+        int, typer.Option(help="Server processes sharing the HTTP port (each loads every model).")
+    ] = 1,
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="Execution provider: cpu, cuda or tensorrt (falls back to CPU, with the reason logged)."
+        ),
+    ] = "cpu",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help="Require 'Authorization: Bearer KEY' on everything but /v2/health/* (default: env TOOLKIT_API_KEY).",
+        ),
+    ] = None,
+    max_body_mb: Annotated[
+        float,
+        typer.Option("--max-body-mb", help="Largest request body (HTTP 413 above it) and gRPC message size."),
+    ] = 64.0,
+    threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads per model session.")] = 1,
+    instances: Annotated[
+        int, typer.Option(help="Batches of one model that may run at the same time (thread pool).")
+    ] = 2,
+) -> None:
+    """Serve models over the Open Inference Protocol (KServe V2) REST and gRPC, with Triton's binary tensor
+    extension, KServe V1 :predict on raw inputs, dynamic batching and Prometheus /metrics.
+
+    Ready (GET /v2/health/ready) once every model is loaded and warmed up. SIGTERM drains in-flight
+    requests and exits 0.
+    """
+    from toolkit.runtime.server.app import serve as run_server
+    from toolkit.runtime.server.service import ServeConfig
+
+    for flag, value, low in (
+        ("--max-batch-size", max_batch_size, 1),
+        ("--workers", workers, 1),
+        ("--threads", threads, 1),
+        ("--instances", instances, 1),
+        ("--port", port, 0),
+        ("--grpc-port", grpc_port, 0),
+    ):
+        if value < low:
+            raise ToolkitError(f"{flag} must be at least {low}, got {value}")
+    if max_queue_delay_ms < 0 or max_body_mb <= 0:
+        raise ToolkitError("--max-queue-delay-ms must be >= 0 and --max-body-mb > 0")
+    config = ServeConfig(
+        host=host,
+        port=port,
+        grpc_port=grpc_port,
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+        workers=workers,
+        provider=provider,
+        api_key=api_key or os.environ.get("TOOLKIT_API_KEY") or None,
+        max_body_mb=max_body_mb,
+        threads=threads,
+        instances=instances,
+    )
+    code = run_server(path, config)
+    if code:
+        raise typer.Exit(code)

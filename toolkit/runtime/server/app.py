@@ -1,0 +1,198 @@
+"""`serve(path, config)`: REST on uvicorn (httptools + uvloop), gRPC beside it, one process or several.
+
+Lifecycle, in the order a deployment sees it:
+1. PATH is resolved to models before anything binds (a wrong path is a one-line error, exit 2).
+2. HTTP (and gRPC) bind; `live` answers at once, `ready` is 503.
+3. Every model version is loaded and warmed up in a thread; then `ready` turns 200. A model that fails
+   to load at start-up stops the server with exit code 2 (a half-served repository is worse than none).
+4. SIGTERM/SIGINT: `ready` turns 503 and new inference requests get 503, while requests already accepted
+   finish (uvicorn closes idle keep-alive connections and waits for busy ones; gRPC stops with a grace
+   period); then the process exits 0.
+
+With --workers N > 1 the parent binds the HTTP socket and forks N workers that share it (the kernel spreads
+connections); each worker loads its own models and has its own metrics; gRPC runs in the first worker only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+from toolkit.runtime.server.repository import Repository, choose_providers
+from toolkit.runtime.server.service import ServeConfig, Service
+
+log = logging.getLogger("toolkit.serve")
+
+GRACE_S = 30.0
+
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s toolkit.serve: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def build_service(path: str | Path, config: ServeConfig) -> Service:
+    """Resolve PATH and providers (ToolkitError on a bad one); models load later, in `run`."""
+    providers, reason = choose_providers(config.provider)
+    if reason:
+        log.warning("provider %s: %s", config.provider, reason)
+    repository = Repository(path, providers, threads=config.threads)
+    return Service(repository, config)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ToolkitError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(path: str | Path, config: ServeConfig) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code (0 after a clean drain, 2 if models fail to load)."""
+    _setup_logging()
+    service = build_service(path, config)
+    sock = bind_socket(config.host, config.port)
+    if config.workers <= 1:
+        return _run_worker(service, sock, grpc=True)
+    return _run_workers(path, config, sock)
+
+
+def _run_workers(path: str | Path, config: ServeConfig, sock: socket.socket) -> int:
+    children = []
+    for i in range(config.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _run_worker(build_service(path, config), sock, grpc=i == 0)
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    def forward(sig: int, frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            worst = worst or (code if code > 0 else 1)
+            forward(signal.SIGTERM, None)
+    return worst
+
+
+def _run_worker(service: Service, sock: socket.socket, grpc: bool) -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # Windows: the default loop
+        pass
+    return asyncio.run(_main(service, sock, grpc))
+
+
+async def _main(service: Service, sock: socket.socket, with_grpc: bool) -> int:
+    import uvicorn
+
+    from toolkit.runtime.server.http import HttpApp
+
+    config = service.config
+    loop = asyncio.get_running_loop()
+    service.loop = loop
+    uv_config = uvicorn.Config(
+        HttpApp(service),
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACE_S,
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+    server = _Server(uv_config, service)
+    grpc_server = None
+    if with_grpc and config.grpc_port:
+        from toolkit.runtime.server.grpc_service import start_grpc
+
+        try:
+            grpc_server = start_grpc(service, loop, config.host, config.grpc_port)
+        except (OSError, RuntimeError) as exc:
+            log.error("error: cannot listen for gRPC on %s:%s: %s", config.host, config.grpc_port, exc)
+            return 2
+        server.grpc_server = grpc_server
+    log.info(
+        "listening on http://%s:%s%s; loading models",
+        config.host,
+        sock.getsockname()[1],
+        f" and grpc {config.host}:{config.grpc_port}" if grpc_server else "",
+    )
+    code = 0
+
+    async def load() -> None:
+        nonlocal code
+        try:
+            await service.start()
+        except ToolkitError:
+            code = 2
+            server.should_exit = True
+
+    load_task = loop.create_task(load())
+    await server.serve(sockets=[sock])
+    if not load_task.done():
+        load_task.cancel()
+    if grpc_server is not None:
+        await loop.run_in_executor(None, grpc_server.stop(GRACE_S).wait)
+    await service.close()
+    service.executor.shutdown(wait=True)
+    if code == 0:
+        log.info("drained and stopped")
+    return code
+
+
+class _Server:
+    """uvicorn.Server that drains on SIGTERM/SIGINT and returns instead of re-raising the signal (uvicorn
+    re-raises it after shutdown, which would make a clean drain exit with -15 instead of 0)."""
+
+    def __new__(cls, config, service):  # a subclass made lazily: uvicorn is imported only when serving
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            grpc_server = None
+
+            def handle_exit(self, sig, frame):  # noqa: ARG002
+                if not service.draining:
+                    log.info("signal %s: draining in-flight requests, refusing new ones", sig)
+                service.draining = True
+                if self.grpc_server is not None:
+                    self.grpc_server.stop(GRACE_S)
+                if self.should_exit and sig == signal.SIGINT:
+                    self.force_exit = True
+                self.should_exit = True
+
+        return Server(config)

@@ -1,0 +1,183 @@
+"""Dynamic batching: concurrent requests for one model version run as one onnxruntime call.
+
+Requests queue on the event loop; a batch is cut when `max_batch_size` rows are waiting, or when the oldest
+request has waited `max_queue_delay_ms`, or at once when delay is 0 (then whatever queued while the previous
+batch ran goes together, which is where batching pays under load without adding latency when idle). Rows
+are stacked along axis 0 only for requests whose other dimensions and dtypes agree; the rest wait for the
+next batch. Outputs are split back by row count, so each caller gets exactly its own rows. A model whose
+inputs or outputs have no variable first dimension is run one request at a time.
+
+At most `instances` batches run at once, each in the thread pool (onnxruntime releases the GIL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from toolkit.runtime.model import first_line
+from toolkit.runtime.server.protocol import ServeError
+
+Arrays = dict[str, np.ndarray]
+
+
+class _Item:
+    __slots__ = ("feeds", "rows", "key", "future", "enqueued")
+
+    def __init__(self, feeds: Arrays, rows: int, key: tuple, future: asyncio.Future) -> None:
+        self.feeds, self.rows, self.key, self.future = feeds, rows, key, future
+        self.enqueued = time.perf_counter()
+
+
+class Batcher:
+    """submit(feeds) -> all outputs of the model for those rows (awaitable, on the server's loop)."""
+
+    def __init__(
+        self,
+        model: Any,
+        executor: ThreadPoolExecutor,
+        max_batch_size: int = 32,
+        max_queue_delay_ms: float = 0.0,
+        instances: int = 2,
+        observe: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.executor = executor
+        self.max_batch_size = max(1, max_batch_size)
+        self.delay = max(0.0, max_queue_delay_ms) / 1000.0
+        self.batched = model.batchable and self.max_batch_size > 1
+        self.observe = observe  # observe(queue seconds, batch rows) per request
+        self.queue: deque[_Item] = deque()
+        self.slots = asyncio.Semaphore(max(1, instances))
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.closed = False
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        """Stop once the queue is empty (requests already queued are served)."""
+        self.closed = True
+        self.wake.set()
+        if self.task and not self.task.done():
+            await self.task
+
+    async def submit(self, feeds: Arrays) -> Arrays:
+        loop = asyncio.get_running_loop()
+        first = next(iter(feeds.values()))
+        rows = first.shape[0] if first.ndim else 1
+        key = tuple((k, v.shape[1:], v.dtype.str) for k, v in feeds.items()) if self.batched else ()
+        future = loop.create_future()
+        self.queue.append(_Item(feeds, rows, key, future))
+        if self.task is None or self.task.done():  # first use, or closed while a caller still held it
+            self.start()
+        self.wake.set()
+        return await future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.queue:
+                if self.closed:
+                    return
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            await self.slots.acquire()
+            if self.batched and self.delay:
+                await self._wait_to_fill()
+            batch = self._cut()
+            loop.create_task(self._run(batch))
+
+    async def _wait_to_fill(self) -> None:
+        deadline = self.queue[0].enqueued + self.delay
+        while sum(i.rows for i in self.queue) < self.max_batch_size and not self.closed:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    def _cut(self) -> list[_Item]:
+        head = self.queue.popleft()
+        batch = [head]
+        if not self.batched:
+            return batch
+        rows = head.rows
+        skipped = []
+        while self.queue and rows < self.max_batch_size:
+            item = self.queue.popleft()
+            if item.key == head.key and rows + item.rows <= self.max_batch_size:
+                batch.append(item)
+                rows += item.rows
+            else:
+                skipped.append(item)
+                if len(skipped) > 64:
+                    break
+        self.queue.extendleft(reversed(skipped))
+        return batch
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            start = time.perf_counter()
+            rows = sum(i.rows for i in batch)
+            if self.observe:
+                for item in batch:
+                    self.observe(start - item.enqueued, rows)
+            if len(batch) == 1:
+                feeds = batch[0].feeds
+            else:
+                feeds = {k: np.concatenate([i.feeds[k] for i in batch]) for k in batch[0].feeds}
+            loop = asyncio.get_running_loop()
+            try:
+                outputs = await loop.run_in_executor(self.executor, self.model.run, feeds)
+            except Exception as exc:
+                if len(batch) > 1:  # one caller's rows may be the cause: run each alone, fail only it
+                    await self._run_alone(batch)
+                    return
+                error = ServeError(400, f"the model fails on these inputs: {first_line(exc)}")
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(error)
+                return
+            stats = self.model.stats
+            with stats.lock:
+                stats.queue_ns += int(sum(start - i.enqueued for i in batch) * 1e9)
+                stats.exec_count += 1
+                stats.infer_count += rows
+                stats.compute_ns += int((time.perf_counter() - start) * 1e9)
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_result(outputs)
+                return
+            at = 0
+            for item in batch:
+                part = {k: v[at : at + item.rows] for k, v in outputs.items()}
+                at += item.rows
+                if not item.future.done():
+                    item.future.set_result(part)
+        finally:
+            self.slots.release()
+
+    async def _run_alone(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        for item in batch:
+            try:
+                result = await loop.run_in_executor(self.executor, self.model.run, item.feeds)
+            except Exception as exc:
+                if not item.future.done():
+                    item.future.set_exception(
+                        ServeError(400, f"the model fails on these inputs: {first_line(exc)}")
+                    )
+                continue
+            if not item.future.done():
+                item.future.set_result(result)

@@ -1,0 +1,238 @@
+"""The REST side as a bare ASGI app (no framework): Open Inference Protocol V2, Triton's extensions,
+KServe V1 `:predict`, Prometheus `/metrics`.
+
+Why bare ASGI: at a few thousand requests a second on two cores, the per-request cost of routing,
+middleware and pydantic models in a framework is the whole budget. Here a request is one path split,
+one body read (bounded by --max-body-mb: 413 before it is read when Content-Length says so), one orjson
+parse and one orjson dump. Every failure goes out as {"error": "..."} with the status Triton uses; an
+unexpected exception is logged and answered 500 without taking the server down.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from functools import partial
+from typing import Any
+
+import orjson
+
+from toolkit.errors import ToolkitError
+from toolkit.runtime.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from toolkit.runtime.server.protocol import ServeError, decode_http, encode_http
+from toolkit.runtime.server.service import Service
+
+log = logging.getLogger("toolkit.serve")
+
+JSON = b"application/json"
+OCTET = b"application/octet-stream"
+HEADER_LENGTH = b"inference-header-content-length"
+
+
+class HttpApp:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        key = service.config.api_key
+        self.expected_auth = f"Bearer {key}".encode() if key else None
+        self.max_body = service.config.max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            status, body, headers = await self._handle(scope, receive)
+        except ServeError as exc:
+            status, body, headers = exc.status, _error(exc.message), None
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            status, body, headers = 500, _error("internal server error (logged)"), None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": headers or [(b"content-type", JSON), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, scope: dict, receive: Any) -> tuple[int, bytes, list | None]:
+        method = scope["method"]
+        parts = scope["path"].strip("/").split("/")
+        svc = self.service
+        if parts[:2] == ["v2", "health"] and len(parts) == 3 and method == "GET":
+            if parts[2] == "live":
+                return 200, b'{"live":true}', None
+            if parts[2] == "ready":
+                ok = svc.ready and not svc.draining
+                return (200 if ok else 503), orjson.dumps({"ready": ok}), None
+        self._authorize(scope)
+        if method == "POST":
+            body = await self._read_body(scope, receive)
+            if len(parts) >= 4 and parts[0] == "v2" and parts[1] == "models" and parts[-1] == "infer":
+                return await self._infer(scope, parts, body)
+            if parts[:2] == ["v1", "models"] and len(parts) == 3 and parts[2].endswith(":predict"):
+                return 200, await self._predict(parts[2][: -len(":predict")], body), None
+            if parts == ["v2", "repository", "index"]:
+                return 200, orjson.dumps(svc.repo.index()), None
+            if (
+                parts[:3] == ["v2", "repository", "models"]
+                and len(parts) == 5
+                and parts[4] in ("load", "unload")
+            ):
+                if parts[4] == "load":
+                    await svc.reload(parts[3])
+                else:
+                    await svc.unload(parts[3])
+                return 200, b"{}", None
+            raise ServeError(404, f"no endpoint POST {scope['path']}")
+        if method != "GET":
+            raise ServeError(405, f"method {method} is not allowed on {scope['path']}")
+        if parts == ["metrics"]:
+            body = svc.metrics.render()
+            return (
+                200,
+                body,
+                [(b"content-type", METRICS_TYPE.encode()), (b"content-length", str(len(body)).encode())],
+            )
+        if parts == ["v2"]:
+            return 200, orjson.dumps(svc.server_metadata()), None
+        if parts[:2] == ["v2", "models"] and len(parts) >= 3:
+            return self._model_get(parts)
+        if parts[:2] == ["v1", "models"] and len(parts) == 3:
+            model = svc.model(parts[2])
+            return 200, orjson.dumps({"name": model.name, "ready": True}), None
+        raise ServeError(404, f"no endpoint GET {scope['path']}")
+
+    def _model_get(self, parts: list[str]) -> tuple[int, bytes, None]:
+        svc = self.service
+        if parts[2] == "stats" and len(parts) == 3:
+            return 200, orjson.dumps(svc.statistics()), None
+        name, rest = parts[2], parts[3:]
+        version = None
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2:
+                raise ServeError(404, "no endpoint: a version number must follow /versions/")
+            version, rest = rest[1], rest[2:]
+        model = svc.model(name, version)
+        if rest == []:
+            return 200, orjson.dumps(model.metadata(svc.versions(name))), None
+        if rest == ["ready"]:
+            return 200, orjson.dumps({"name": name, "ready": svc.ready}), None
+        if rest == ["config"]:
+            return 200, orjson.dumps(model.config(svc.config.max_batch_size)), None
+        if rest == ["stats"]:
+            return 200, orjson.dumps(svc.statistics(name, version)), None
+        raise ServeError(404, f"no endpoint GET /{'/'.join(parts)}")
+
+    async def _infer(self, scope: dict, parts: list[str], body: bytes) -> tuple[int, bytes, list | None]:
+        svc = self.service
+        name = parts[2]
+        version = parts[4] if len(parts) == 6 and parts[3] == "versions" else None
+        if len(parts) not in (4, 6) or (len(parts) == 6 and parts[3] != "versions"):
+            raise ServeError(404, f"no endpoint POST {scope['path']}")
+        model = svc.model(name, version)
+        header_length = None
+        for k, v in scope["headers"]:
+            if k == HEADER_LENGTH:
+                try:
+                    header_length = int(v)
+                except ValueError:
+                    raise ServeError(
+                        400, f"Inference-Header-Content-Length must be an integer, got {v!r}"
+                    ) from None
+        try:
+            request = decode_http(body, header_length, partial(svc.check_input, model))
+        except ServeError:
+            _, failure, _, _, _ = svc.metrics.for_model(model.name, model.version)
+            failure.inc()
+            raise
+        outputs = await svc.infer(model, request)
+        out, out_header = encode_http(model.name, model.version, request, outputs)
+        if out_header is None:
+            return 200, out, None
+        headers = [
+            (b"content-type", OCTET),
+            (b"content-length", str(len(out)).encode()),
+            (b"inference-header-content-length", str(out_header).encode()),
+        ]
+        return 200, out, headers
+
+    async def _predict(self, name: str, body: bytes) -> bytes:
+        """KServe V1: {"instances": [raw inputs]} -> {"predictions": [...]}, pre/post-processing from the
+        model's own metadata (toolkit.runtime.predict)."""
+        svc = self.service
+        model = svc.model(name)
+        if model.meta is None:
+            raise ServeError(400, f"model {name!r} has no toolkit metadata; use the V2 /infer endpoint")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ServeError(400, f"the request body is not valid JSON: {exc}") from None
+        instances = doc.get("instances") if isinstance(doc, dict) else None
+        if not isinstance(instances, list) or not instances:
+            raise ServeError(400, 'the request needs a non-empty "instances" list')
+        try:
+            from toolkit.runtime.predict import feeds_from_instances, predictions_from_outputs
+        except ImportError:
+            raise ServeError(
+                501, "the V1 :predict endpoint needs toolkit.runtime.predict, not installed"
+            ) from None
+        try:
+            feeds = feeds_from_instances(model.meta, instances)
+        except ToolkitError as exc:
+            raise ServeError(400, str(exc)) from None
+        from toolkit.runtime.server.protocol import InferRequest, Tensor, datatype_of
+
+        tensors = [Tensor(k, datatype_of(v), list(v.shape), v) for k, v in feeds.items()]
+        outputs = await svc.infer(model, InferRequest(tensors))
+        try:
+            predictions = predictions_from_outputs(model.meta, outputs)
+        except ToolkitError as exc:
+            raise ServeError(400, str(exc)) from None
+        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _authorize(self, scope: dict) -> None:
+        if self.expected_auth is None:
+            return
+        for k, v in scope["headers"]:
+            if k == b"authorization" and hmac.compare_digest(v, self.expected_auth):
+                return
+        raise ServeError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'")
+
+    async def _read_body(self, scope: dict, receive: Any) -> bytes:
+        limit = self.max_body
+        for k, v in scope["headers"]:
+            if k == b"content-length" and v.isdigit() and int(v) > limit:
+                raise ServeError(
+                    413, f"request body of {int(v)} bytes exceeds the limit of {limit} bytes (--max-body-mb)"
+                )
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ServeError(400, "the client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ServeError(413, f"request body exceeds the limit of {limit} bytes (--max-body-mb)")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
