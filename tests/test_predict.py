@@ -23,6 +23,11 @@ from toolkit.runtime.predict import feeds_from_instances, predict, predictions_f
 # Tiny recipes: seconds of training each; the models only need to be real, not good.
 MODELS = {
     "iris": ("mlp-tabular", "builtin:iris", ["model.hidden=[8]", "train.epochs=8", "train.lr=0.05"]),
+    "digits": (
+        "cnn-image",
+        "builtin:digits",
+        ["train.epochs=1", "model.channels=[4]", "model.hidden=8", "train.batch_size=256"],
+    ),
     "regress": ("mlp-regress", "builtin:diabetes", ["model.hidden=[8]", "train.epochs=2"]),
     "forecast": ("rnn-forecast", None, ["model.hidden=8", "train.epochs=1", "train.patience=0"]),
     "anomaly": (

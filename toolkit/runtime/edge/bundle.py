@@ -328,7 +328,7 @@ def sample_inputs(stage: Path, meta: dict[str, Any]) -> dict[str, list]:
         (folder / "series.csv").write_text("\n".join(lines) + "\n")
         return {"inputs": [f"{SAMPLES}/series.csv"], "texts": [], "labels": []}
     vocab = [t for t in pre["tokenizer"]["vocab"][2:] if t.strip()] or ["text"]
-    texts = [" ".join(vocab[i : i + 6]) for i in (0, 6, 12)]
+    texts = [" ".join(vocab[(6 * i + j) % len(vocab)] for j in range(6)) for i in range(3)]
     texts.append("zzzunknownzzz " + " ".join(vocab[:3]))
     (folder / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     return {"inputs": [f"{SAMPLES}/texts.txt"], "texts": [], "labels": []}
