@@ -391,7 +391,7 @@ def test_validate_run_without_checkpoint(cli, classifier, tmp_path):
 def test_validate_data_that_cannot_be_read(cli, classifier, tmp_path):
     assert_one_line_error(
         cli("validate", classifier / "model.onnx", "--data", tmp_path / "nope.csv"),
-        "cannot rebuild the test split",
+        "cannot rebuild the data splits",
     )
 
 

@@ -12,9 +12,11 @@ from toolkit.cli import export as export_cmd
 from toolkit.cli import generate as generate_cmd
 from toolkit.cli import info as info_cmd
 from toolkit.cli import predict as predict_cmd
+from toolkit.cli import quantize as quantize_cmd
 from toolkit.cli import recipes as recipes_cmd
 from toolkit.cli import serve as serve_cmd
 from toolkit.cli import train as train_cmd
+from toolkit.cli import tune as tune_cmd
 from toolkit.cli import validate as validate_cmd
 from toolkit.cli._common import STATE
 
@@ -48,13 +50,16 @@ def _root(
 app.command("recipes")(recipes_cmd.recipes)
 app.command("train")(train_cmd.train)
 app.command("eval")(train_cmd.eval_run)
+app.command("tune")(tune_cmd.tune)
 app.command("export")(export_cmd.export)
 app.command("generate")(generate_cmd.generate)
 app.command("validate")(validate_cmd.validate)
 app.command("info")(info_cmd.info)
-app.command("serve")(serve_cmd.serve)
 app.command("predict")(predict_cmd.predict)
 app.add_typer(edge_cmd.app, name="edge")
+app.command("serve")(serve_cmd.serve)
+app.command("quantize")(quantize_cmd.quantize)
+app.command("bench")(quantize_cmd.bench)
 
 
 def main() -> None:

@@ -61,6 +61,17 @@ DOCUMENT: dict[str, Any] = {
         "?checkpoint": {"file": str, "sha256": str},
     },
     "parity": {"atol": float, "rtol": float, "cases": int, "outputs": dict},
+    # Written by `toolkit quantize` into model.int8.onnx / model.fp16.onnx (absent from fp32 models).
+    "?quantization": {
+        "mode": frozenset({"static", "dynamic", "fp16"}),
+        "metric": str,
+        "fp32": float,
+        "value": float,
+        "drop": float,
+        "max_drop": float,
+        "passed": bool,
+        "speedup": dict,
+    },
 }
 
 

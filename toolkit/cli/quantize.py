@@ -1,0 +1,266 @@
+"""`toolkit quantize` and `toolkit bench`: accuracy-gated INT8/FP16 variants, and honest latency numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from toolkit.cli._common import console, err_console, handle_errors, print_json
+from toolkit.errors import ToolkitError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def provider_name(short: str) -> str:
+    """cpu|cuda|tensorrt (or a full onnxruntime provider name) -> the provider name."""
+    if short in PROVIDERS.values():
+        return short
+    try:
+        return PROVIDERS[short.lower()]
+    except KeyError:
+        raise ToolkitError(f"unknown provider {short!r}; allowed: {', '.join(PROVIDERS)}") from None
+
+
+@handle_errors
+def quantize(
+    model: Annotated[
+        Path | None,
+        typer.Argument(help="The exported fp32 model (.onnx), or a run directory holding model.onnx."),
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="The run directory (its model.onnx when MODEL is not given).")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="The training data at another place (default: the source the metadata names)."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(help="auto (try what fits, keep the fastest within budget), static, dynamic or fp16."),
+    ] = "auto",
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            "--max-drop",
+            help="Largest allowed drop of the main metric on the validation split: absolute for "
+            "accuracy-like metrics (0.01 = 1 point), relative for error metrics (0.01 = 1%). Default 0.01.",
+        ),
+    ] = None,
+    calibration: Annotated[
+        str, typer.Option(help="Static calibration: minmax, entropy or percentile.")
+    ] = "minmax",
+    samples: Annotated[
+        int | None, typer.Option(help="Calibration rows from the train split (default 256).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output file (default MODEL.int8.onnx / MODEL.fp16.onnx).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write a forced --mode even when it exceeds the budget.")
+    ] = False,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for the latency measurement (default: all cores).")
+    ] = None,
+    provider: Annotated[str, typer.Option(help="cpu, cuda or tensorrt.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Quantize an exported model to INT8 (static QDQ or dynamic) or FP16, with an accuracy gate.
+
+    Every candidate is scored on the validation split (the task's main metric, against fp32 on the same
+    rows) and timed at batch 1 and 64 beside fp32. `auto` keeps the fastest candidate within --max-drop
+    that is faster than fp32; when none fits it retries with the most sensitive nodes left in fp32, and
+    otherwise keeps fp32 and says so. Writes MODEL.int8.onnx (or .fp16.onnx) and quantize.json.
+
+    Exit 1 when a forced --mode exceeds the budget (nothing written unless --force); 2 on bad input.
+    """
+    from toolkit.runtime.quantize import quantize as run_quantize
+
+    if model is None and run is None:
+        raise ToolkitError("give the model: toolkit quantize MODEL.onnx (or --run RUN_DIR)")
+    with console.status("quantizing…") as status:
+        report = run_quantize(
+            model if model is not None else run,
+            run=run,
+            data=data,
+            mode=mode,
+            max_drop=max_drop,
+            calibration=calibration,
+            out=out,
+            force=force,
+            samples=samples,
+            threads=threads,
+            provider=provider_name(provider),
+            progress=lambda m: status.update(f"quantizing: {m}…"),
+        )
+    if as_json:
+        print_json(report)
+    else:
+        _print_quantize(report)
+    if report["refused"]:
+        err_console.print(f"[bold red]error:[/] {escape(report['refused'])}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_quantize(report: dict[str, Any]) -> None:
+    metric, kind = report["metric"], report["drop_kind"]
+    title = (
+        f"{report['model']} · {report['task']} · gate: {metric} drop ≤ "
+        f"{_drop(report['max_drop'], kind)} ({kind}) on {report['data']['validation_samples']} validation rows"
+    )
+    t = Table(title=escape(title), title_justify="left")
+    for col in ("candidate", metric, "drop", "gate", "b1 ms", "b64 ms", "×b1", "×b64", "size"):
+        t.add_column(col, justify="left" if col in ("candidate", "gate") else "right")
+    fp = report["fp32"]
+    t.add_row(
+        "fp32",
+        f"{fp['metric']:.4g}",
+        "",
+        "",
+        _ms(fp["p50_ms"].get("1")),
+        _ms(fp["p50_ms"].get("64")),
+        "1.00×",
+        "1.00×",
+        _size(fp["bytes"]),
+    )
+    for c in report["candidates"]:
+        name = escape(c["name"]) + (" [bold green]← kept[/]" if c["name"] == report["chosen"] else "")
+        if c["error"]:
+            t.add_row(name, "", "", "[yellow]error[/]", escape(c["error"][:60]), "", "", "", "")
+            continue
+        gate = "[green]pass[/]" if c["passed_gate"] else "[red]over[/]"
+        sp = c["speedup"]
+        t.add_row(
+            name,
+            f"{c['metric']:.4g}",
+            _drop(c["drop"], kind),
+            gate,
+            _ms(c["p50_ms"].get("1")),
+            _ms(c["p50_ms"].get("64")),
+            _speed(sp.get("1")),
+            _speed(sp.get("64")),
+            _size(c["bytes"]),
+        )
+    console.print(t)
+    where = f" → {escape(report['written'])}" if report["written"] else ""
+    console.print(f"{escape(report['decision'])}{where} ({report['seconds']:.1f} s)")
+    if report.get("report"):
+        console.print(f"report: {escape(report['report'])}")
+
+
+def _drop(value: float | None, kind: str) -> str:
+    if value is None:
+        return ""
+    return f"{value * 100:+.2f} pt" if kind == "absolute" else f"{value * 100:+.2f}%"
+
+
+def _ms(v: float | None) -> str:
+    return "" if v is None else f"{v:.3f}"
+
+
+def _speed(v: float | None) -> str:
+    if v is None:
+        return ""
+    text = f"{v:.2f}×"
+    return f"[red]{text}[/]" if v < 1 else text
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return ""
+    return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
+
+
+@handle_errors
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="Exported models (.onnx): fp32, quantized, ...")],
+    run: Annotated[
+        Path | None, typer.Option("--run", help="A run directory: add PyTorch eager from its checkpoint.")
+    ] = None,
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64",
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for every contender (default: all cores).")
+    ] = None,
+    providers: Annotated[str, typer.Option(help="Comma-separated: cpu, cuda, tensorrt.")] = "cpu",
+    rounds: Annotated[int, typer.Option(help="Turns each contender gets per batch size.")] = 5,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Where to write bench.json (default: beside the first model)."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Where to write the PNG plot (default: bench.png beside bench.json).")
+    ] = None,
+) -> None:
+    """Latency (p50/p90/p99) and throughput of each model at each batch size, PyTorch eager beside them
+    with --run; every contender in its own process at the same thread count, measured in turns.
+
+    Prints a table and writes bench.json and bench.png.
+    """
+    from toolkit.runtime.bench import bench as run_bench
+    from toolkit.runtime.bench import plot as draw
+
+    try:
+        batches = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError:
+        raise ToolkitError(f"--batch must be comma-separated integers (got {batch!r})") from None
+    if rounds < 1:
+        raise ToolkitError(f"--rounds must be at least 1 (got {rounds})")
+    for m in models:
+        if not m.is_file():
+            raise ToolkitError(f"model not found: {m}")
+    provs = [provider_name(p.strip()) for p in providers.split(",") if p.strip()]
+    with console.status("benchmarking…") as status:
+        report = run_bench(
+            models,
+            run=run,
+            batches=batches,
+            threads=threads,
+            providers=provs,
+            rounds=rounds,
+            out=json_out,
+            progress=lambda m: status.update(f"benchmarking: {m}…"),
+        )
+    png = draw(report, plot or Path(report["report"]).with_suffix(".png"))
+    _print_bench(report)
+    console.print(f"report: {escape(report['report'])}" + (f" · plot: {escape(str(png))}" if png else ""))
+
+
+def _print_bench(report: dict[str, Any]) -> None:
+    m = report["machine"]
+    title = f"{report['arch']} {report['task']} · {report['threads']} threads · {m['cpu']} ({m['cores']} cores) · onnxruntime {m['onnxruntime']}"
+    t = Table(title=escape(title), title_justify="left")
+    cols = (
+        "contender",
+        "batch",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "rows/s",
+        "vs fp32",
+        "vs torch",
+        "size",
+        "peak RSS",
+    )
+    for col in cols:
+        t.add_column(col, justify="left" if col == "contender" else "right")
+    for r in report["results"]:
+        t.add_row(
+            escape(r["contender"]),
+            str(r["batch"]),
+            f"{r['p50_ms']:.3f}",
+            f"{r['p90_ms']:.3f}",
+            f"{r['p99_ms']:.3f}",
+            f"{r['throughput']:,.0f}",
+            _speed(r["vs_ort_fp32"]),
+            _speed(r["vs_pytorch"]),
+            _size(r["size_bytes"]),
+            f"{r['peak_rss_mb']:.0f} MB",
+        )
+    console.print(t)

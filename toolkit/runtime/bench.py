@@ -1,0 +1,424 @@
+"""`bench(MODELS)`: honest latency numbers — every contender at the same thread count, in its own process.
+
+For each model and batch size the report gives p50/p90/p99 latency and throughput after a warm-up, the
+model's size and the peak memory (RSS) of the process that ran it. Contenders are ORT sessions of the
+given files (fp32, quantized, ...) and, with a run directory, PyTorch eager from the run's checkpoint.
+
+Each contender runs in a fresh subprocess (`python -m toolkit.runtime.bench`), so peak RSS is its own and
+a PyTorch import cannot slow or bloat an ORT measurement. The contenders take turns: every round runs each
+of them once for a short slice of time, for several rounds, and the percentiles are taken over all slices
+together — a burst of load from another process on a shared machine then hits every contender alike
+instead of the one that happened to run at that moment.
+
+Inputs are synthetic but shaped by the metadata: normal values for float inputs, token ids drawn from the
+vocabulary (texts of SEQUENCE_LENGTH tokens), vocabulary words for string inputs, class indices for labels.
+This module never imports torch; the PyTorch contender lives in toolkit.eager, imported by the worker only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ToolkitError
+
+BATCHES = (1, 8, 64)
+SEQUENCE_LENGTH = 32  # tokens per synthetic text (capped at the tokenizer's max_length)
+WARMUP_SECONDS = 0.3
+SLICE_SECONDS = 0.25  # one contender's turn in a round
+ROUNDS = 5
+SEED = 0
+REPORT_SCHEMA = "toolkit.bench/1"
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def synthetic_feeds(meta: dict[str, Any], batch: int, seed: int = SEED) -> dict[str, np.ndarray]:
+    """A batch of inputs for every input the metadata declares, deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for port in meta["inputs"]:
+        pre = port.get("preprocessing") or {}
+        tok = pre.get("tokenizer") if pre.get("type") == "tokenize" else None
+        if tok is None and meta.get("role") == "text":  # raw strings: the token model's vocabulary
+            tok = (meta["inputs"][0].get("preprocessing") or {}).get("tokenizer")
+        length = min(SEQUENCE_LENGTH, int(tok["max_length"])) if tok else SEQUENCE_LENGTH
+        dims = [
+            batch if i == 0 else (length if isinstance(d, str) else int(d))
+            for i, d in enumerate(port["shape"])
+        ]
+        dtype = port["dtype"]
+        if dtype == "string":
+            words = [w for w in (tok or {}).get("vocab", []) if not w.startswith("<")] or ["text"]
+            texts = [" ".join(rng.choice(words, size=length)) for _ in range(batch)]
+            feeds[port["name"]] = np.array(texts, dtype=object).reshape(dims)
+        elif tok is not None:
+            feeds[port["name"]] = rng.integers(1, len(tok["vocab"]), size=dims, dtype=np.int64)
+        elif dtype.startswith("int"):  # class indices (a conditional generator's labels)
+            classes = len(meta.get("labels") or [0, 1])
+            feeds[port["name"]] = (np.arange(np.prod(dims)) % classes).reshape(dims).astype(dtype)
+        else:
+            feeds[port["name"]] = rng.standard_normal(dims).astype(dtype)
+    return feeds
+
+
+# --------------------------------------------------------------------------------------------- timing
+def summarize(times_ms: Sequence[float], batch: int) -> dict[str, float]:
+    """p50/p90/p99 of per-call latencies (ms) and throughput in rows per second (from the median)."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    p50, p90, p99 = (float(np.percentile(t, q)) for q in (50, 90, 99))
+    return {
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "mean_ms": float(t.mean()),
+        "throughput": batch * 1000.0 / p50 if p50 > 0 else float("inf"),
+        "calls": int(t.size),
+    }
+
+
+def time_slice(fn: Callable[[], Any], seconds: float, min_calls: int = 3) -> list[float]:
+    """Call fn repeatedly for about `seconds` (at least min_calls times); per-call latencies in ms."""
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(times) < min_calls or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
+def interleaved(
+    calls: dict[str, Callable[[], Any]],
+    rounds: int = ROUNDS,
+    slice_seconds: float = SLICE_SECONDS,
+    warmup_seconds: float = WARMUP_SECONDS,
+) -> dict[str, list[float]]:
+    """Latencies (ms) of several in-process callables measured in turns (warm-up first, not counted)."""
+    for fn in calls.values():
+        time_slice(fn, warmup_seconds)
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            times[name] += time_slice(fn, slice_seconds)
+    return times
+
+
+def ort_session(path: str | Path, threads: int | None, provider: str = "CPUExecutionProvider") -> Any:
+    """A plain onnxruntime session with a fixed intra-op thread count (what every contender gets)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
+# --------------------------------------------------------------------------------------------- worker
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _worker(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one contender: load it, then serve `turn` commands read line by line from stdin."""
+    from toolkit.runtime.model import read_metadata
+
+    t0 = time.perf_counter()
+    meta = read_metadata(job["path"])
+    if job["kind"] == "torch":
+        from toolkit.eager import eager_runner
+
+        run = eager_runner(job["run"], meta, job["threads"])
+    else:
+        sess = ort_session(job["path"], job["threads"], job["provider"])
+
+        def run(feeds: dict[str, np.ndarray]) -> Any:
+            return sess.run(None, feeds)
+
+    load_s = time.perf_counter() - t0
+    feeds = {b: synthetic_feeds(meta, b) for b in job["batches"]}
+    for b in job["batches"]:
+        time_slice(lambda b=b: run(feeds[b]), job["warmup"])
+    return {"load_s": load_s, "run": run, "feeds": feeds}
+
+
+def _worker_main() -> None:
+    """Entry point of a contender subprocess: JSON job on the first stdin line, then one line per turn
+    ("BATCH SECONDS"); each turn answers one JSON line of latencies; "end" answers the peak RSS."""
+    job = json.loads(sys.stdin.readline())
+    try:
+        state = _worker(job)
+    except Exception as exc:  # reported to the parent as one line
+        print(json.dumps({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}))
+        sys.stdout.flush()
+        return
+    print(json.dumps({"ready": True, "load_s": state["load_s"]}))
+    sys.stdout.flush()
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "end":
+            break
+        batch, seconds = int(cmd[0]), float(cmd[1])
+        times = time_slice(lambda b=batch: state["run"](state["feeds"][b]), seconds)
+        print(json.dumps({"times": times}))
+        sys.stdout.flush()
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+    sys.stdout.flush()
+
+
+class Contender:
+    """One contender process, driven turn by turn."""
+
+    def __init__(self, name: str, job: dict[str, Any]) -> None:
+        self.name, self.job = name, job
+        env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"] or ""), "PYTHONUNBUFFERED": "1"}
+        if not job["threads"]:
+            env.pop("OMP_NUM_THREADS")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "toolkit.runtime.bench"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._send(json.dumps(job))
+        first = self._read()
+        if "error" in first:
+            self.close()
+            raise ToolkitError(f"{name}: {first['error']}")
+        self.load_s = first["load_s"]
+
+    def _send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = (self.proc.stderr.read() if self.proc.stderr else "").strip().splitlines()
+            raise ToolkitError(f"{self.name}: the benchmark process died: {err[-1] if err else 'no output'}")
+        return json.loads(line)
+
+    def turn(self, batch: int, seconds: float) -> list[float]:
+        self._send(f"{batch} {seconds}")
+        return self._read()["times"]
+
+    def finish(self) -> float:
+        self._send("end")
+        peak = self._read()["peak_rss_mb"]
+        self.close()
+        return peak
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+
+
+# --------------------------------------------------------------------------------------------- bench
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import onnxruntime as ort
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+    }
+
+
+def _variant(path: Path, meta: dict[str, Any]) -> str:
+    q = meta.get("quantization")
+    return f"ort {q['mode']}" if q else "ort fp32"
+
+
+def bench(
+    models: Sequence[str | Path],
+    run: str | Path | None = None,
+    batches: Sequence[int] = BATCHES,
+    threads: int | None = None,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    rounds: int = ROUNDS,
+    slice_seconds: float = SLICE_SECONDS,
+    out: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Benchmark each model (on each provider) and, with `run`, PyTorch eager; returns the report and
+    writes it to `out` (default: bench.json beside the first model)."""
+    import onnxruntime as ort
+
+    from toolkit.io import write_json
+    from toolkit.runtime.model import read_metadata
+
+    if not models:
+        raise ToolkitError("no model to benchmark: give at least one .onnx file")
+    batches = sorted({int(b) for b in batches})
+    if not batches or batches[0] < 1:
+        raise ToolkitError(f"batch sizes must be positive integers (got {list(batches)})")
+    threads = threads or os.cpu_count() or 1
+    if threads < 1:
+        raise ToolkitError(f"--threads must be at least 1 (got {threads})")
+    available = ort.get_available_providers()
+    for p in providers:
+        if p not in available:
+            raise ToolkitError(f"execution provider {p} is not available; available: {', '.join(available)}")
+    paths = [Path(m) for m in models]
+    metas = [read_metadata(p) for p in paths]
+    contenders: list[tuple[str, dict[str, Any], Path]] = []
+    base = {"batches": batches, "threads": threads, "warmup": WARMUP_SECONDS}
+    if run is not None:
+        run = Path(run)
+        if not (run / "best.pt").is_file():
+            raise ToolkitError(f"{run} is not a run directory with a checkpoint (best.pt)")
+        contenders.append(
+            (
+                "pytorch eager",
+                {**base, "kind": "torch", "path": str(paths[0]), "run": str(run)},
+                run / "best.pt",
+            )
+        )
+    for path, meta in zip(paths, metas):
+        for p in providers:
+            label = _variant(path, meta) + (
+                "" if p == "CPUExecutionProvider" else f" ({p.removesuffix('ExecutionProvider')})"
+            )
+            if (
+                len(paths) > 1
+                and sum(_variant(q, m) == _variant(path, meta) for q, m in zip(paths, metas)) > 1
+            ):
+                label += f" [{path.name}]"
+            contenders.append((label, {**base, "kind": "ort", "path": str(path), "provider": p}, path))
+
+    say = progress or (lambda _msg: None)
+    procs: list[Contender] = []
+    try:
+        for name, job, _ in contenders:
+            say(f"loading {name}")
+            procs.append(Contender(name, job))
+        times: dict[tuple[str, int], list[float]] = {(c.name, b): [] for c in procs for b in batches}
+        for r in range(rounds):
+            say(f"round {r + 1}/{rounds}")
+            for b in batches:
+                for c in procs:
+                    times[(c.name, b)] += c.turn(b, slice_seconds)
+        peaks = {c.name: c.finish() for c in procs}
+    finally:
+        for c in procs:
+            c.close()
+
+    rows = []
+    for (name, job, file), c in zip(contenders, procs):
+        for b in batches:
+            rows.append(
+                {
+                    "contender": name,
+                    "kind": job["kind"],
+                    "model": str(file),
+                    "provider": job.get("provider"),
+                    "batch": b,
+                    **summarize(times[(name, b)], b),
+                    "size_bytes": file.stat().st_size,
+                    "peak_rss_mb": peaks[name],
+                    "load_s": c.load_s,
+                }
+            )
+    _add_speedups(rows)
+    report = {
+        "schema": REPORT_SCHEMA,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "threads": threads,
+        "batches": batches,
+        "rounds": rounds,
+        "slice_seconds": slice_seconds,
+        "task": metas[0]["task"],
+        "arch": metas[0]["arch"],
+        "results": rows,
+    }
+    out = Path(out) if out is not None else paths[0].with_name("bench.json")
+    write_json(out, report)
+    report["report"] = str(out)
+    return report
+
+
+def _add_speedups(rows: list[dict[str, Any]]) -> None:
+    """Each row's speed-up over ORT fp32 (the first fp32 contender) and over PyTorch eager, same batch."""
+    for ref_name, key in (("ort fp32", "vs_ort_fp32"), ("pytorch eager", "vs_pytorch")):
+        for row in rows:
+            ref = next(
+                (r for r in rows if r["contender"].startswith(ref_name) and r["batch"] == row["batch"]), None
+            )
+            row[key] = ref["p50_ms"] / row["p50_ms"] if ref and row["p50_ms"] > 0 else None
+
+
+def plot(report: dict[str, Any], path: str | Path) -> Path | None:
+    """Throughput per contender and batch size as grouped bars (PNG); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from toolkit.io import atomic_path
+
+    names = list(dict.fromkeys(r["contender"] for r in report["results"]))
+    batches = report["batches"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(batches) * max(1, len(names)) / 2, 3.6))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        vals = [
+            next(r["throughput"] for r in report["results"] if r["contender"] == name and r["batch"] == b)
+            for b in batches
+        ]
+        ax.bar(np.arange(len(batches)) + i * width - 0.4 + width / 2, vals, width, label=name)
+    ax.set_xticks(np.arange(len(batches)), [f"batch {b}" for b in batches])
+    ax.set_ylabel("rows / s (from p50)")
+    ax.set_yscale("log")
+    ax.set_title(
+        f"{report['arch']} {report['task']} · {report['threads']} threads · {report['machine']['cpu']}",
+        fontsize=8,
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    _worker_main()
