@@ -763,11 +763,14 @@ def low_footprint_session(path: str, threads: int = 1):
 
 
 def load_meta(model_path: str, session=None) -> dict:
-    """The model's metadata document: the model.json sidecar beside it, else the one in the model file."""
-    sidecar = os.path.join(os.path.dirname(os.path.abspath(model_path)), "model.json")
-    if os.path.isfile(sidecar):
-        with open(sidecar, encoding="utf-8") as f:
-            return json.load(f)
+    """The model's metadata document: its sidecar (NAME.json beside NAME.onnx or NAME.ort, else model.json),
+    else the document embedded in the model file."""
+    folder, name = os.path.split(os.path.abspath(model_path))
+    stem = name.removesuffix(".onnx").removesuffix(".ort")
+    for sidecar in (os.path.join(folder, stem + ".json"), os.path.join(folder, "model.json")):
+        if os.path.isfile(sidecar):
+            with open(sidecar, encoding="utf-8") as f:
+                return json.load(f)
     if session is None:
         session = low_footprint_session(model_path)
     raw = session.get_modelmeta().custom_metadata_map.get("toolkit")
