@@ -242,6 +242,8 @@ def test_anomaly_scores_and_flags(tmp_path_factory, tmp_path):
     assert [r["score"] for r in raw] == pytest.approx(want.tolist(), rel=1e-5)
     for a, b in zip(got, again):
         assert a["score"] == b["score"]
+    codes = predict(run / "encoder.onnx", files[:2]).results  # the encoder: the latent code per image
+    assert [len(r["code"]) for r in codes] == [2, 2]
         assert a["anomaly"] == (a["score"] > threshold) and a["threshold"] == threshold
 
 
@@ -328,3 +330,31 @@ def test_empty_text_is_refused(cli, tmp_path_factory, tmp_path):
         f"{lines}:1",
         f"{lines}:3",
     ]
+
+
+def test_predict_command_imports_no_torch(tmp_path_factory, tmp_path):
+    """`toolkit predict` end to end in a fresh interpreter where `import torch` fails, as without the extra."""
+    import subprocess
+    import sys
+
+    run = exported(tmp_path_factory, "iris")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("5.1,3.5,1.4,0.2\n6.3,2.5,5.0,1.9\n")
+    code = (
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(f'import of {name} halted: torch is blocked', name=name)\n"
+        "sys.meta_path.insert(0, _NoTorch())\n"
+        "from toolkit.cli.main import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print('torch loaded' if any(m.split('.')[0] == 'torch' for m in sys.modules) else 'no torch')\n"
+    )
+    args = ["predict", str(run / "model.onnx"), str(rows), "--json"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("no torch")
+    assert len(json.loads(proc.stdout.rsplit("\n", 2)[0])["results"]) == 2

@@ -75,6 +75,8 @@ def _print(result: Any) -> None:
     elif task == "forecast":
         horizon = meta["inputs"][0]["preprocessing"]["horizon"]
         table.add_column(f"forecast (next {horizon})")
+    elif meta.get("role") == "encoder":
+        table.add_column("latent code")
     elif task == "reconstruct":
         table.add_column("verdict")
         table.add_column("score", justify="right")
@@ -82,7 +84,8 @@ def _print(result: Any) -> None:
     else:
         table.add_column("label")
     for r in answered:
-        table.add_row(escape(r["input"]), *_cells(task, r))
+        cells = [", ".join(f"{v:.4g}" for v in r["code"])] if "code" in r else _cells(task, r)
+        table.add_row(escape(r["input"]), *cells)
     console.print(table)
     if result.out:
         console.print(f"wrote {len(answered)} generated images as a grid to [bold]{escape(result.out)}[/]")

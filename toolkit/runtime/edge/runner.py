@@ -355,6 +355,10 @@ def predictions(meta: dict, outputs: dict, top_k: int | None = None, labels_in: 
     """Outputs of one batch -> one JSON-able dict per row, by task: label + probabilities (classify), value
     (regress), forecast (in the series' units), score + anomaly flag (reconstruct), image (generate)."""
     task = meta["task"]
+    if meta.get("role") == "encoder":  # an autoencoder's encoder: the latent code is the answer
+        return [
+            {"code": [float(v) for v in r]} for r in outputs[meta["outputs"][0]["name"]].astype(np.float64)
+        ]
     if task == "classify":
         probs = outputs.get("probabilities")
         probs = softmax(outputs["logits"]) if probs is None else probs.astype(np.float64)
@@ -923,6 +927,8 @@ def format_result(r: dict) -> str:
         return f"{r['input']}: {r['value']}"
     if "forecast" in r:
         return f"{r['input']}: forecast " + ", ".join(f"{v:.4g}" for v in r["forecast"])
+    if "code" in r:
+        return f"{r['input']}: code " + ", ".join(f"{v:.4g}" for v in r["code"])
     if "score" in r:
         flag = {True: "ANOMALY", False: "normal", None: "no threshold"}[r["anomaly"]]
         return f"{r['input']}: {flag} (score {r['score']:.4g}, threshold {r['threshold']})"
