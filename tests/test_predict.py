@@ -242,9 +242,9 @@ def test_anomaly_scores_and_flags(tmp_path_factory, tmp_path):
     assert [r["score"] for r in raw] == pytest.approx(want.tolist(), rel=1e-5)
     for a, b in zip(got, again):
         assert a["score"] == b["score"]
+        assert a["anomaly"] == (a["score"] > threshold) and a["threshold"] == threshold
     codes = predict(run / "encoder.onnx", files[:2]).results  # the encoder: the latent code per image
     assert [len(r["code"]) for r in codes] == [2, 2]
-        assert a["anomaly"] == (a["score"] > threshold) and a["threshold"] == threshold
 
 
 def test_regress_value_and_server_functions(tmp_path_factory):
