@@ -41,10 +41,12 @@ def pack(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
-    """Write a self-contained bundle: the model (its INT8 variant when one passed its accuracy gate),
-    model.json, runner.py (needs only onnxruntime + numpy, Pillow for images), requirements.txt pinned for
-    the target, a README and systemd unit for the device, sample inputs with their expected answers, and a
-    SHA-256 manifest."""
+    """Write a self-contained bundle to copy onto a device (onnxruntime + numpy only).
+
+    The bundle holds the model (its INT8 variant when one passed its accuracy gate), model.json, runner.py
+    (needs only onnxruntime + numpy, Pillow for images), requirements.txt pinned for the target, a README and
+    systemd unit for the device, sample inputs with their expected answers, and a SHA-256 manifest.
+    """
     from toolkit.runtime.edge.bundle import pack as run_pack
 
     report = run_pack(model, out, target, fmt, tar, ort_version, force, check)
@@ -79,8 +81,11 @@ def verify(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check every file against the bundle's SHA-256 manifest and run a smoke inference (the runner's
-    self-test: the bundled samples answered as recorded at pack time). Exit code 1 when a check fails."""
+    """Check a bundle against its SHA-256 manifest and run a smoke inference.
+
+    The smoke inference is the shipped runner's self-test in its own process: the bundled samples answered
+    as recorded at pack time. Exit code 1 when a check fails, 2 when DIR is not a bundle.
+    """
     from toolkit.runtime.edge.bundle import verify as run_verify
 
     report = run_verify(bundle, python)

@@ -40,8 +40,10 @@ def predict(
     ] = None,
     seed: Annotated[int, typer.Option(help="GAN generator: noise seed (same seed, same images).")] = 0,
 ) -> None:
-    """Run a model on local inputs, preprocessed exactly as in training from the model's metadata: labels
-    with probabilities, regression values, forecasts, anomaly flags with scores, or generated images.
+    """Run a model on local files, rows and texts, preprocessed as in training (no torch).
+
+    Everything comes from the model's metadata: labels with probabilities, regression values, forecasts,
+    anomaly flags with scores, or generated images.
 
     A bad input (a file of the wrong kind, an image that does not decode, a CSV row with the wrong number of
     columns, an empty text) is a one-line error naming it, exit code 2; with --keep-going the other inputs are
