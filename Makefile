@@ -29,6 +29,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/train_overhead.py --out bench/results/train_overhead.json
 	$(BIN)/python bench/edge_bench.py --out bench/results/edge.json
+	$(BIN)/python bench/serve_bench.py --out bench/results/serve.json
 
 lint: setup
 	$(BIN)/ruff check toolkit tests bench

@@ -274,8 +274,17 @@ def to_raw(array: np.ndarray, datatype: str) -> bytes:
     return np.ascontiguousarray(array, dtype=DATATYPES[datatype]).tobytes()
 
 
+_BY_DTYPE = {np.dtype(name): datatype for name, datatype in DATATYPE_OF.items()}
+
+
 def datatype_of(array: np.ndarray) -> str:
-    return DATATYPE_OF.get(array.dtype.name, "BYTES" if array.dtype.kind in "OSU" else "FP32")
+    """The V2 datatype of an array (str/bytes arrays are BYTES)."""
+    found = _BY_DTYPE.get(array.dtype) or DATATYPE_OF.get(array.dtype.name)
+    if found is None:
+        if array.dtype.kind not in "OSU":
+            raise ServeError(500, f"the model returned dtype {array.dtype}, which V2 has no datatype for")
+        found = "BYTES"
+    return found
 
 
 def encode_http(
