@@ -404,7 +404,7 @@ Inputs: {core.describe(meta)}. `runner.py` does the same pre- and post-processin
     venv/bin/python runner.py --help
 
 The session is set up for small devices: 1 intra-op thread (--threads N for more), no memory arena,
-ORT-format bytes used in place. A bad input is one line naming it, exit code 2.
+ORT-format model bytes read in place. A bad input is one line naming it, exit code 2.
 
 ## Run as a service
 

@@ -158,9 +158,8 @@ def image_rows(meta: dict, x: np.ndarray, what: str) -> tuple[list[np.ndarray], 
         return [x.reshape(c, h, w)], False
     if x.ndim >= 3 and (x.shape[1:] == (c, h, w) or (c == 1 and x.shape[1:] == (h, w))):
         return [row.reshape(c, h, w) for row in x], True
-    raise InputError(
-        f"{what} has shape {list(x.shape)}; the model takes ({c}, {h}, {w}) images or a batch (N, {c}, {h}, {w})"
-    )
+    shape = f"({c}, {h}, {w})"
+    raise InputError(f"{what} has shape {list(x.shape)}; the model takes {shape} images or a batch (N, ...)")
 
 
 def feature_row(meta: dict, values: list, what: str) -> np.ndarray:
@@ -261,8 +260,8 @@ def label_index(meta: dict, label, what: str) -> int:
 def prepare_instance(meta: dict, instance, what: str):
     """One raw instance (the KServe V1 `instances` forms) -> one preprocessed row.
 
-    list of numbers: a feature row (tabular), a raw series (forecast: its last window is used) or pixels in the
-    training data's units (images; (C, H, W), (H, W) or flat); str: a text (text models) or a label
+    list of numbers: a feature row (tabular), a raw series (forecast: its last window is used) or pixels in
+    the training data's units (images; (C, H, W), (H, W) or flat); str: a text (text models) or a label
     (generators); {"b64": "..."}: PNG/JPEG bytes, base64; an int: a label index (generators)."""
     kind = input_kind(meta)
     if kind in ("tokens", "text"):
@@ -500,14 +499,8 @@ def _read_file(meta: dict, path: str) -> list[tuple[str, object]]:
         return [(path, InputError(f"{path}: no such file or folder"))]
     if suffix not in allowed:
         what = f"a {suffix} file" if suffix else "a file without a suffix"
-        return [
-            (
-                path,
-                InputError(
-                    f"{path}: {what} is not an input for this {describe(meta)} model; it takes {', '.join(allowed)}"
-                ),
-            )
-        ]
+        why = f"{path}: {what} is not an input for this {describe(meta)} model; it takes {', '.join(allowed)}"
+        return [(path, InputError(why))]
     try:
         if suffix in IMAGE_SUFFIXES:
             with open(path, "rb") as f:
@@ -626,34 +619,23 @@ def _csv_features(meta: dict, path: str, rows: list) -> list[tuple[str, object]]
     are ignored); otherwise every row must have exactly the model's number of columns."""
     names, width = _feature_names(meta), _width(meta)
     columns = list(range(width))
+    expected = f"the model takes {width} features ({_names_hint(meta)})"
     fields = width
     if _is_header(rows[0][1]):
         header = [h.strip() for h in rows[0][1]]
         rows = rows[1:]
-        fields = len(header)
         if all(n in header for n in names):
             columns = [header.index(n) for n in names]
         elif len(header) != width:
-            return [
-                (
-                    path,
-                    InputError(
-                        f"{path}: its header names {len(header)} columns, not the model's {width} features ({_names_hint(meta)})"
-                    ),
-                )
-            ]
+            return [(path, InputError(f"{path}: its header has {len(header)} columns; {expected}"))]
         if not rows:
             return [(path, InputError(f"{path}: a header but no data rows"))]
+        fields, expected = len(header), f"the header has {len(header)}"
     items: list[tuple[str, object]] = []
     for line, r in rows:
         name = f"{path}:{line}"
         if len(r) != fields:
-            why = (
-                f"the header has {fields}"
-                if fields != width or columns != list(range(width))
-                else f"the model takes {width} features ({_names_hint(meta)})"
-            )
-            items.append((name, InputError(f"{name}: the row has {len(r)} columns, {why}")))
+            items.append((name, InputError(f"{name}: the row has {len(r)} columns, {expected}")))
             continue
         try:
             row = feature_row(meta, [r[c] for c in columns], name)
