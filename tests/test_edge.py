@@ -120,6 +120,8 @@ def test_pack_verify_tar_and_a_corrupted_bundle(cli, tmp_path_factory, tmp_path)
     assert result.exit_code == 0, result.output
     assert "samples answered as expected" in " ".join(result.output.split())
     assert cli("edge", "verify", tmp_path / "iris-bundle.tar.gz").exit_code == 0
+    (tmp_path / "cut.tar.gz").write_bytes((tmp_path / "iris-bundle.tar.gz").read_bytes()[:500])
+    assert_one_line_error(cli("edge", "verify", tmp_path / "cut.tar.gz"), "cut.tar.gz", "not a readable")
     assert_one_line_error(cli("edge", "pack", run, "--out", out), "already exists", "--force")
 
     # The ORT-format model is what the runner prefers, and answers like the ONNX one.

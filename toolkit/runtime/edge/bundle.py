@@ -423,9 +423,13 @@ def verify(bundle: str | Path, python: str | None = None, timeout: float = 120) 
     bundle = Path(bundle)
     if bundle.is_file() and bundle.name.endswith((".tar.gz", ".tgz")):
         with tempfile.TemporaryDirectory() as tmp:
-            with tarfile.open(bundle) as tf:
-                tf.extractall(tmp, filter="data")
-            (top,) = [p for p in Path(tmp).iterdir()] or [Path(tmp)]
+            try:
+                with tarfile.open(bundle) as tf:
+                    tf.extractall(tmp, filter="data")
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise ToolkitError(f"{bundle} is not a readable .tar.gz ({first_line(exc)})") from None
+            entries = list(Path(tmp).iterdir())
+            top = entries[0] if len(entries) == 1 and entries[0].is_dir() else Path(tmp)
             report = verify(top, python, timeout)
         return {**report, "bundle": str(bundle)}
     if not bundle.is_dir():
