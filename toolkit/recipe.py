@@ -290,9 +290,15 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: Any = None  # the arch's config dataclass (MLPConfig, CNNConfig, ...)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # What `toolkit tune` varies: dotted key -> range {low, high, log, step} or list of choices (see
+    # toolkit/tune/space.py). It describes how to explore around the recipe, not the recipe itself: it is
+    # left out of to_dict (run directories, checkpoints and model metadata) and of equality.
+    search: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        raw = dataclasses.asdict(self)
+        raw.pop("search")
+        return raw
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -313,6 +319,7 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     if arch not in MODEL_CONFIGS:
         raise ToolkitError(f"arch must be one of {', '.join(MODEL_CONFIGS)} (got {arch!r})")
     model_raw = raw.pop("model", None) or {}
+    search = raw.pop("search", None)
     recipe = _build(Recipe, {**raw, "model": None}, "")
     recipe.model = _build(MODEL_CONFIGS[arch], model_raw, "model")
     if recipe.task not in ARCH_TASKS[arch]:
@@ -329,6 +336,11 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
             f"train.loss for task {recipe.task} must be one of {', '.join(allowed_losses)} "
             f"(got {recipe.train.loss})"
         )
+    if search is not None:
+        from toolkit.tune.space import parse_space  # stdlib + yaml + this module, like the recipe itself
+
+        parse_space({**raw, "model": model_raw}, search)
+        recipe.search = search
     return recipe
 
 
