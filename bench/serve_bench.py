@@ -293,6 +293,7 @@ def main() -> None:
         )
         + f", {args.seconds} s, {args.rounds} rounds, best shown",
         "server_args": args.server_args,
+        "load_average_after": [round(v, 1) for v in os.getloadavg()],  # other work on the machine
         "session_run_ceiling": ceiling,
         "json": best["json"],
         "binary": best["binary"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -514,6 +515,41 @@ def test_bad_requests_get_a_clear_error_and_the_server_keeps_serving(server, cas
     assert got_status == status, body
     assert set(body) == {"error"} and message in body["error"], body
     assert post_json(server.port, "/v2/models/digits/infer", _body())[0] == 200
+
+
+def test_mutated_requests_never_get_a_5xx(server):
+    """A small fuzz in the spirit of Triton's L0_http_fuzz: 400 random mutations of valid JSON and binary
+    requests (flipped bytes, wrong-typed fields, lying header lengths, trailing bytes) -> only 200 or 4xx."""
+    rng = random.Random(0)
+    valid = {
+        "id": "x",
+        "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}],
+        "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
+    }
+    junk = [None, True, -1, 0, 2**70, 1.5, "", "x", [], {}, [[1]], {"a": 1}, "BYTES", [1, -1], [0]]
+    statuses = set()
+    for _ in range(400):
+        doc = json.loads(json.dumps(valid))
+        headers = {}
+        if rng.random() < 0.25:
+            body = bytearray(json.dumps(valid).encode())
+            for _ in range(rng.randrange(1, 5)):
+                body[rng.randrange(len(body))] = rng.randrange(256)
+            body = bytes(body)
+        else:
+            target = rng.choice([doc, doc["inputs"][0], doc["outputs"][0], doc["outputs"][0]["parameters"]])
+            key = rng.choice([*target, "parameters", "binary_data_size", "binary_data_output", "data"])
+            target[key] = rng.choice(junk)
+            body = json.dumps(doc).encode()
+            if rng.random() < 0.3:
+                headers["Inference-Header-Content-Length"] = str(
+                    rng.choice([0, len(body), len(body) - 3, -5])
+                )
+                body += rng.randbytes(rng.randrange(300))
+        status, data, _ = request(server.port, "POST", "/v2/models/digits/infer", body, headers)
+        statuses.add(status)
+        assert status < 500, (body[:300], data)
+    assert statuses <= {200, 400} and 400 in statuses
 
 
 def test_unknown_model_metadata_is_404_over_http_and_grpc(server, gclient):

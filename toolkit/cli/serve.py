@@ -69,8 +69,7 @@ def serve(
     """Serve models over the Open Inference Protocol (KServe V2) REST and gRPC, with Triton's binary tensor
     extension, KServe V1 :predict on raw inputs, dynamic batching and Prometheus /metrics.
 
-    Ready (GET /v2/health/ready) once every model is loaded and warmed up. SIGTERM drains in-flight
-    requests and exits 0.
+    Ready (GET /v2/health/ready) once every model is loaded and warmed up; SIGTERM drains, then exits 0.
     """
     from toolkit.runtime.server.app import serve as run_server
     from toolkit.runtime.server.service import ServeConfig

@@ -193,6 +193,8 @@ class HttpApp:
             feeds = feeds_from_instances(model.meta, instances)
         except ToolkitError as exc:
             raise ServeError(400, str(exc)) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # an instance the checks did not foresee
+            raise ServeError(400, f"cannot prepare these instances for {name!r}: {exc}") from None
         from toolkit.runtime.server.protocol import InferRequest, Tensor, datatype_of
 
         tensors = [Tensor(k, datatype_of(v), list(v.shape), v) for k, v in feeds.items()]

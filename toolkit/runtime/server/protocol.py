@@ -132,7 +132,7 @@ def decode_http(
         name, datatype = item.get("name"), item.get("datatype")
         if not isinstance(name, str):
             raise _bad(f"inputs[{i}] needs a 'name' string")
-        if datatype not in DATATYPES:
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
             raise _bad(f"input {name!r}: unknown datatype {datatype!r}; allowed: {ALLOWED}")
         shape = _shape(item.get("shape"), f"input {name!r}")
         if check is not None:
