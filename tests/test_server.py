@@ -759,7 +759,36 @@ def test_api_key_body_limit_and_torch_free_start(repo, cnn_run):
     assert "torch" not in log
 
 
-def test_ready_only_after_every_model_loaded_and_failed_start_exits_2(workdir, cnn_run):
+def test_live_at_once_ready_only_after_every_model_is_loaded(workdir, cnn_run, text_run):
+    """40 model versions take a while to load and warm up: meanwhile live is 200 and ready 503; the first
+    200 from ready comes when every one of them answers."""
+    root = workdir / "many"
+    for i in range(20):
+        for name, src in ((f"d{i}", cnn_run / "model.onnx"), (f"t{i}", text_run / "model.text.onnx")):
+            (root / name / "1").mkdir(parents=True)
+            shutil.copy(src, root / name / "1" / "model.onnx")
+    s = Server(root, "--grpc-port", "0", wait=False)
+    seen_live_not_ready = False
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                status = get(s.port, "/v2/health/ready")[0]
+            except OSError:
+                time.sleep(0.01)
+                continue
+            if status == 200:
+                break
+            assert status == 503
+            seen_live_not_ready |= get(s.port, "/v2/health/live")[0] == 200
+        index = post_json(s.port, "/v2/repository/index", {})[1]
+        assert len(index) == 40 and {m["state"] for m in index} == {"READY"}
+        assert seen_live_not_ready
+    finally:
+        assert s.stop() == 0
+
+
+def test_failed_start_exits_2_with_the_reason(workdir, cnn_run):
     bad = workdir / "badrepo"
     (bad / "good" / "1").mkdir(parents=True)
     shutil.copy(cnn_run / "model.onnx", bad / "good" / "1" / "model.onnx")
