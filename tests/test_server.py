@@ -829,6 +829,16 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(repo):
     assert "drained and stopped" in s.stderr()
 
 
+def test_workers_share_the_port_and_stop_together(cnn_run):
+    s = Server(cnn_run, "--workers", "2", "--grpc-port", "0")
+    try:
+        statuses = {post_json(s.port, "/v2/models/digits/infer", _body())[0] for _ in range(20)}
+        assert statuses == {200}
+    finally:
+        assert s.stop() == 0
+    assert s.stderr().count("drained and stopped") == 2
+
+
 # ---- CLI -------------------------------------------------------------------------------------------------
 def test_cli_refuses_bad_paths_and_flags(cli, tmp_path):
     result = cli("serve", tmp_path / "missing.onnx")

@@ -10,7 +10,8 @@ Lifecycle, in the order a deployment sees it:
    period); then the process exits 0.
 
 With --workers N > 1 the parent binds the HTTP socket and forks N workers that share it (the kernel spreads
-connections); each worker loads its own models and has its own metrics; gRPC runs in the first worker only.
+connections); each worker loads its own models before it accepts any (so whichever worker answers `ready`
+or a request has its models), and has its own metrics; gRPC runs in the first worker only.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def serve(path: str | Path, config: ServeConfig) -> int:
     service = build_service(path, config)
     sock = bind_socket(config.host, config.port)
     if config.workers <= 1:
-        return _run_worker(service, sock, grpc=True)
+        return _run_worker(service, sock, grpc=True, preload=False)
     return _run_workers(path, config, sock)
 
 
@@ -81,7 +82,7 @@ def _run_workers(path: str | Path, config: ServeConfig, sock: socket.socket) -> 
         if pid == 0:
             code = 1
             try:
-                code = _run_worker(build_service(path, config), sock, grpc=i == 0)
+                code = _run_worker(build_service(path, config), sock, grpc=i == 0, preload=True)
             finally:
                 os._exit(code)
         children.append(pid)
@@ -106,17 +107,20 @@ def _run_workers(path: str | Path, config: ServeConfig, sock: socket.socket) -> 
     return worst
 
 
-def _run_worker(service: Service, sock: socket.socket, grpc: bool) -> int:
+def _run_worker(service: Service, sock: socket.socket, grpc: bool, preload: bool) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # Windows: the default loop
         pass
-    return asyncio.run(_main(service, sock, grpc))
+    return asyncio.run(_main(service, sock, grpc, preload))
 
 
-async def _main(service: Service, sock: socket.socket, with_grpc: bool) -> int:
+async def _main(service: Service, sock: socket.socket, with_grpc: bool, preload: bool) -> int:
+    """Serve on `sock` until a signal. `preload`: load the models before accepting connections (workers
+    sharing a socket: a worker still loading must not take connections, or `ready` answered by one
+    worker would not hold for the next request)."""
     import uvicorn
 
     from toolkit.runtime.server.http import HttpApp
@@ -162,9 +166,14 @@ async def _main(service: Service, sock: socket.socket, with_grpc: bool) -> int:
             code = 2
             server.should_exit = True
 
-    load_task = loop.create_task(load())
-    await server.serve(sockets=[sock])
-    if not load_task.done():
+    load_task = None
+    if preload:
+        await load()
+    else:
+        load_task = loop.create_task(load())
+    if not (preload and code):
+        await server.serve(sockets=[sock])
+    if load_task is not None and not load_task.done():
         load_task.cancel()
     if grpc_server is not None:
         await loop.run_in_executor(None, grpc_server.stop(GRACE_S).wait)

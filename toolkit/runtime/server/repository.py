@@ -114,6 +114,8 @@ class LoadedModel:
         self.stats = Stats()
         self.batcher: Any = None  # the server's Batcher for this version, made on first request
         self.providers = self.session.get_providers()
+        if providers[0] not in self.providers:  # listed by onnxruntime, but it could not start (no GPU, ...)
+            log.warning("%s: %s did not initialize; running on %s", path, providers[0], self.providers[0])
 
     def warm_up(self) -> None:
         """One inference on a batch of one (variable dimensions set to 1), so the first request is not slow

@@ -107,6 +107,8 @@ class Service:
     def model(self, name: str, version: str | None = None) -> LoadedModel:
         model = self.repo.get(name, version)
         if model is None:
+            if not self.ready and name in self.repo.layout:
+                raise ServeError(503, f"model {name!r} is loading; wait for /v2/health/ready")
             if name not in self.repo.models:
                 known = ", ".join(self.repo.models) or "none"
                 raise ServeError(404, f"unknown model {name!r}; serving: {known}")
