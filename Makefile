@@ -28,6 +28,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/train_overhead.py --out bench/results/train_overhead.json
+	$(BIN)/python bench/pipeline.py --out bench/results/pipeline.json
 	$(BIN)/python bench/edge_bench.py --out bench/results/edge.json
 	$(BIN)/python bench/serve_bench.py --out bench/results/serve.json
 

@@ -1,0 +1,227 @@
+"""The whole pipeline's benchmark: train -> export -> quantize -> bench, for every default recipe.
+
+For each recipe (its own defaults and data) the script trains a run, exports it, lets `toolkit quantize`
+(mode auto, default budget) pick an INT8 variant or keep fp32, then benchmarks PyTorch eager, ORT fp32 and
+the quantized variant side by side with `toolkit bench` (every contender in its own process at the same
+thread count, measured in turns, medians). It writes bench/results/pipeline.json and a Markdown table,
+bench/results/pipeline.md, and checks the goals of the quantize issue:
+
+- ORT fp32 >= 2x PyTorch eager at batch 1 and >= 1x at batch 64, for every recipe;
+- CNN INT8 >= 1.8x ORT fp32 at batch 64 with <= 0.5 point accuracy drop;
+- LSTM / GRU INT8 >= 1.5x ORT fp32 at batch 64 within budget.
+
+Run: `.venv/bin/python bench/pipeline.py` (`make bench`); `--recipes cnn-image,lstm-forecast` for a subset,
+`--epochs N` to cap training (speed does not depend on it; accuracy drops do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECIPES = [
+    "mlp-tabular",
+    "mlp-regress",
+    "cnn-image",
+    "rnn-forecast",
+    "lstm-forecast",
+    "gru-forecast",
+    "transformer-forecast",
+    "lstm-text",
+    "gru-text",
+    "transformer-text",
+    "autoencoder-anomaly",
+    "gan-image",
+]
+BATCHES = (1, 64)
+
+
+def row_of(report: dict, contender: str, batch: int) -> dict | None:
+    return next((r for r in report["results"] if r["contender"] == contender and r["batch"] == batch), None)
+
+
+def run_recipe(name: str, work: Path, threads: int, epochs: int | None, rounds: int) -> dict:
+    from toolkit.export import export_run
+    from toolkit.runtime.bench import bench
+    from toolkit.runtime.quantize import quantize
+    from toolkit.train import train
+
+    run = work / name
+    t0 = time.perf_counter()
+    overrides = [f"train.epochs={epochs}"] if epochs else []
+    train(name, overrides=overrides, out=run)
+    t_train = time.perf_counter() - t0
+    export_run(run)
+    model = run / "model.onnx"
+    q = quantize(model, threads=threads)
+    models = [model] + ([Path(q["written"])] if q["written"] else [])
+    b = bench(models, run=run, batches=BATCHES, threads=threads, rounds=rounds, out=run / "bench.json")
+    kept = next((c for c in q["candidates"] if c["name"] == q["chosen"]), None)
+    out = {
+        "recipe": name,
+        "task": q["task"],
+        "train_seconds": round(t_train, 1),
+        "metric": q["metric"],
+        "drop_kind": q["drop_kind"],
+        "fp32_metric": q["fp32"]["metric"],
+        "quantized": q["chosen"],
+        "decision": q["decision"],
+        "quantized_metric": kept["metric"] if kept else None,
+        "drop": kept["drop"] if kept else None,
+        "candidates": [
+            {k: c[k] for k in ("name", "metric", "drop", "passed_gate", "speedup", "error")}
+            for c in q["candidates"]
+        ],
+        "latency": {},
+    }
+    int8_name = f"ort {kept['mode']}" if kept else None
+    for batch in BATCHES:
+        torch_row = row_of(b, "pytorch eager", batch)
+        fp32_row = row_of(b, "ort fp32", batch)
+        q_row = row_of(b, int8_name, batch) if int8_name else None
+        out["latency"][str(batch)] = {
+            "pytorch_ms": torch_row["p50_ms"],
+            "ort_fp32_ms": fp32_row["p50_ms"],
+            "ort_quantized_ms": q_row["p50_ms"] if q_row else None,
+            "ort_vs_pytorch": torch_row["p50_ms"] / fp32_row["p50_ms"],
+            "quantized_vs_fp32": fp32_row["p50_ms"] / q_row["p50_ms"] if q_row else None,
+            "peak_rss_mb": {"pytorch": torch_row["peak_rss_mb"], "ort_fp32": fp32_row["peak_rss_mb"]},
+        }
+    return out
+
+
+def goals(results: list[dict]) -> list[dict]:
+    """Each goal of the issue, per recipe it concerns: met or not, with the figure."""
+    checks = []
+    for r in results:
+        lat = r["latency"]
+        checks.append(
+            {
+                "goal": "ORT fp32 >= 2x PyTorch eager at batch 1",
+                "recipe": r["recipe"],
+                "value": lat["1"]["ort_vs_pytorch"],
+                "met": lat["1"]["ort_vs_pytorch"] >= 2.0,
+            }
+        )
+        checks.append(
+            {
+                "goal": "ORT fp32 >= PyTorch eager at batch 64",
+                "recipe": r["recipe"],
+                "value": lat["64"]["ort_vs_pytorch"],
+                "met": lat["64"]["ort_vs_pytorch"] >= 1.0,
+            }
+        )
+        arch = r["recipe"].split("-")[0]
+        want = {"cnn": 1.8, "lstm": 1.5, "gru": 1.5}.get(arch)
+        if (
+            want
+            and r["task"] in ("classify", "forecast")
+            and r["recipe"] != "lstm-text"
+            and r["recipe"] != "gru-text"
+        ):
+            speed = lat["64"]["quantized_vs_fp32"]
+            ok_drop = r["drop"] is not None and (arch != "cnn" or r["drop"] <= 0.005)
+            checks.append(
+                {
+                    "goal": f"{arch.upper()} INT8 >= {want}x ORT fp32 at batch 64 within budget",
+                    "recipe": r["recipe"],
+                    "value": speed,
+                    "drop": r["drop"],
+                    "met": bool(speed and speed >= want and ok_drop),
+                }
+            )
+    return checks
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"# Pipeline benchmark ({report['date']})",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, {report['threads']} threads for every contender; "
+        f"onnxruntime {m['onnxruntime']}, Python {m['python']}. p50 latency in ms, medians over "
+        f"{report['rounds']} interleaved rounds (`toolkit bench`).",
+        "",
+        "| recipe | metric fp32 → kept | drop | kept | torch b1 | ORT b1 | ORT/torch b1 | torch b64 | ORT b64 | ORT/torch b64 | INT8 b64 | INT8/fp32 b64 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        b1, b64 = r["latency"]["1"], r["latency"]["64"]
+        drop = (
+            ""
+            if r["drop"] is None
+            else (
+                f"{r['drop'] * 100:+.2f} pt" if r["drop_kind"] == "absolute" else f"{r['drop'] * 100:+.2f}%"
+            )
+        )
+        kept_metric = "" if r["quantized_metric"] is None else f" → {r['quantized_metric']:.4g}"
+        q64 = "" if b64["ort_quantized_ms"] is None else f"{b64['ort_quantized_ms']:.3f}"
+        qx = "" if b64["quantized_vs_fp32"] is None else f"{b64['quantized_vs_fp32']:.2f}×"
+        lines.append(
+            f"| {r['recipe']} | {r['metric']} {r['fp32_metric']:.4g}{kept_metric} | {drop} | {r['quantized'] or 'fp32'} | "
+            f"{b1['pytorch_ms']:.3f} | {b1['ort_fp32_ms']:.3f} | {b1['ort_vs_pytorch']:.2f}× | "
+            f"{b64['pytorch_ms']:.3f} | {b64['ort_fp32_ms']:.3f} | {b64['ort_vs_pytorch']:.2f}× | {q64} | {qx} |"
+        )
+    lines += ["", "## Goals", "", "| goal | recipe | value | met |", "|---|---|---|---|"]
+    for g in report["goals"]:
+        value = "n/a" if g["value"] is None else f"{g['value']:.2f}×"
+        lines.append(f"| {g['goal']} | {g['recipe']} | {value} | {'yes' if g['met'] else '**no**'} |")
+    lines += ["", "## Quantization decisions", ""]
+    for r in report["results"]:
+        lines.append(f"- **{r['recipe']}**: {r['decision']}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--epochs", type=int, default=None, help="cap training epochs (default: the recipe's)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--work", type=Path, default=None, help="where runs go (default: a temporary folder)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/pipeline.json")
+    args = ap.parse_args()
+
+    from toolkit.io import write_json, write_text
+    from toolkit.runtime.bench import machine
+
+    names = [n for n in args.recipes.split(",") if n]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="toolkit-bench-") as tmp:
+        work = args.work or Path(tmp)
+        for i, name in enumerate(names, 1):
+            t0 = time.perf_counter()
+            print(f"[{i}/{len(names)}] {name} ...", flush=True)
+            r = run_recipe(name, work, args.threads, args.epochs, args.rounds)
+            lat = r["latency"]
+            print(
+                f"    {time.perf_counter() - t0:.0f} s · kept {r['quantized'] or 'fp32'} · "
+                f"ORT/torch b1 {lat['1']['ort_vs_pytorch']:.2f}× b64 {lat['64']['ort_vs_pytorch']:.2f}× · "
+                f"INT8/fp32 b64 {lat['64']['quantized_vs_fp32'] or 0:.2f}×",
+                flush=True,
+            )
+            results.append(r)
+    report = {
+        "schema": "toolkit.pipeline-bench/1",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "epochs": args.epochs,
+        "results": results,
+    }
+    report["goals"] = goals(results)
+    write_json(args.out, report)
+    write_text(args.out.with_suffix(".md"), markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
