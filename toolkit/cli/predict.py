@@ -29,7 +29,10 @@ def predict(
     ] = None,
     provider: Annotated[
         str | None,
-        typer.Option(help="Execution provider, such as CPUExecutionProvider (default: every available one)."),
+        typer.Option(
+            help="Execution provider: cpu, cuda or tensorrt (default: every available one); falls back to "
+            "CPU with a warning when it is missing (TOOLKIT_PROVIDER_STRICT=1: an error instead)."
+        ),
     ] = None,
     keep_going: Annotated[
         bool,

@@ -25,6 +25,14 @@ def validate(
         str | None,
         typer.Option(help="The training data at another place (default: the source the recipe names)."),
     ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: cpu, cuda, tensorrt, tensorrt-fp16 (default: every available provider). "
+            "A missing one is skipped with the reason and the model validated on CPU instead "
+            "(TOOLKIT_PROVIDER_STRICT=1: an error)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Validate an exported model: metadata schema, every available provider, dynamic batch axis, the test
@@ -34,7 +42,8 @@ def validate(
     """
     from toolkit.runtime.validate import validate as run_validation
 
-    report = run_validation(model, run, data)
+    providers = [p.strip() for p in provider.split(",") if p.strip()] if provider is not None else None
+    report = run_validation(model, run, data, providers)
     if as_json:
         print_json(report)
     else:

@@ -113,16 +113,18 @@ def interleaved(
 
 
 def ort_session(path: str | Path, threads: int | None, provider: str = "CPUExecutionProvider") -> Any:
-    """A plain onnxruntime session with a fixed intra-op thread count (what every contender gets)."""
+    """A plain onnxruntime session with a fixed intra-op thread count (what every contender gets). Strict
+    about the provider: one that is missing or does not start is an error, never CPU figures under its name."""
     import onnxruntime as ort
+
+    from toolkit.runtime.providers import open_session
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    providers = list(dict.fromkeys([provider, "CPUExecutionProvider"]))
-    return ort.InferenceSession(str(path), opts, providers=providers)
+    return open_session(path, provider, options=opts, strict=True)[0]
 
 
 # --------------------------------------------------------------------------------------------- worker
@@ -259,6 +261,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _provider_label(spec: str) -> str:
+    """CUDAExecutionProvider -> CUDA; tensorrt-fp16 stays as given."""
+    return spec.removesuffix("ExecutionProvider")
+
+
 def _variant(path: Path, meta: dict[str, Any]) -> str:
     q = meta.get("quantization")
     return f"ort {q['mode']}" if q else "ort fp32"
@@ -277,10 +284,9 @@ def bench(
 ) -> dict[str, Any]:
     """Benchmark each model (on each provider) and, with `run`, PyTorch eager; returns the report and
     writes it to `out` (default: bench.json beside the first model)."""
-    import onnxruntime as ort
-
     from toolkit.io import write_json
     from toolkit.runtime.model import read_metadata
+    from toolkit.runtime.providers import CPU, parse, resolve
 
     if not models:
         raise ToolkitError("no model to benchmark: give at least one .onnx file")
@@ -290,10 +296,8 @@ def bench(
     threads = threads or os.cpu_count() or 1
     if threads < 1:
         raise ToolkitError(f"--threads must be at least 1 (got {threads})")
-    available = ort.get_available_providers()
     for p in providers:
-        if p not in available:
-            raise ToolkitError(f"execution provider {p} is not available; available: {', '.join(available)}")
+        resolve(p, strict=True)  # unknown or missing: a one-line error before any process starts
     paths = [Path(m) for m in models]
     metas = [read_metadata(p) for p in paths]
     contenders: list[tuple[str, dict[str, Any], Path]] = []
@@ -311,9 +315,7 @@ def bench(
         )
     for path, meta in zip(paths, metas):
         for p in providers:
-            label = _variant(path, meta) + (
-                "" if p == "CPUExecutionProvider" else f" ({p.removesuffix('ExecutionProvider')})"
-            )
+            label = _variant(path, meta) + ("" if parse(p).provider == CPU else f" ({_provider_label(p)})")
             if (
                 len(paths) > 1
                 and sum(_variant(q, m) == _variant(path, meta) for q, m in zip(paths, metas)) > 1

@@ -21,9 +21,6 @@ import numpy as np
 from toolkit.errors import ToolkitError
 from toolkit.runtime.schema import METADATA_KEY, SCHEMA, SCHEMA_VERSION, schema_version
 
-# Providers that onnxruntime lists but that run no local graph (Azure calls a remote endpoint).
-REMOTE_PROVIDERS = ("AzureExecutionProvider",)
-
 # onnxruntime's type strings -> numpy dtypes ("tensor(string)" is numpy's object dtype).
 ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -53,42 +50,40 @@ class TensorSpec:
 
 def available_providers() -> list[str]:
     """Execution providers of the installed onnxruntime that run a graph locally, fastest first."""
-    import onnxruntime as ort
+    from toolkit.runtime.providers import available
 
-    return [p for p in ort.get_available_providers() if p not in REMOTE_PROVIDERS]
+    return available()
 
 
 class OnnxModel:
     """One exported model: `run(feeds)` returns {output name: array}; `.meta` is its metadata document.
 
-    `providers`: the execution providers to use, in order of preference (default: every available one;
-    the CPU provider is always added last so that nodes other providers cannot run still run)."""
+    `providers`: `cpu`, `cuda`, `tensorrt` (or onnxruntime names, or a list of them) in order of preference
+    (default: every available one); the CPU provider is always added last so that nodes other providers
+    cannot run still run. A provider that is missing or does not start falls back to CPU with a warning on
+    stderr (`.fallback` holds the reason), or raises with `strict` (see toolkit.runtime.providers)."""
 
     def __init__(
         self,
         path: str | Path,
-        providers: Sequence[str] | None = None,
+        providers: str | Sequence[str] | None = None,
         threads: int | None = None,
+        strict: bool | None = None,
     ) -> None:
         import onnxruntime as ort
 
+        from toolkit.runtime.providers import open_session, warn
+
         self.path = Path(path)
         _check_file(self.path)
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = available_providers()
-        unknown = [p for p in providers if p not in available]
-        if unknown:
-            raise ToolkitError(
-                f"execution provider {unknown[0]} is not available; available: {', '.join(available)}"
-            )
-        chosen = list(dict.fromkeys([*providers, "CPUExecutionProvider"]))
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only: a warning about a provider fallback is not for users
+        opts.log_severity_level = 3  # errors only: a provider fall-back is reported once, below, in our words
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=chosen)
+            self.session, self.fallback = open_session(self.path, providers, options=opts, strict=strict)
+        except ToolkitError:
+            raise
         except Exception as exc:
             if type(exc).__name__ == "InvalidProtobuf" or "No graph was found" in str(exc):
                 raise ToolkitError(_unreadable(self.path)) from None
@@ -96,6 +91,8 @@ class OnnxModel:
             raise ToolkitError(
                 f"onnxruntime {ort.__version__} cannot load {self.path}: {first_line(exc)}"
             ) from None
+        if self.fallback:
+            warn(self.fallback)
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.meta: dict[str, Any] = parse_metadata(raw, self.path)
         self.inputs = [_spec(v) for v in self.session.get_inputs()]

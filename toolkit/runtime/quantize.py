@@ -44,6 +44,7 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.model import read_metadata
+from toolkit.runtime.providers import CPU, Resolution, for_model, not_started, resolve, warn
 
 MODES = ("auto", "static", "dynamic", "fp16")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
@@ -288,17 +289,19 @@ def topological_sort(graph: Any) -> None:
     graph.node.extend(nodes)
 
 
-def session(proto: Any, threads: int | None, provider: str) -> Any:
+def session(proto: Any, threads: int | None, provider: str | Resolution) -> Any:
+    """A session of an in-memory model on `provider` (a --provider value, or one resolved already); the
+    fall-back, if any, was reported when the provider was resolved."""
     import onnxruntime as ort
+
+    from toolkit.runtime.providers import open_session
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    return ort.InferenceSession(
-        proto.SerializeToString(), opts, providers=list(dict.fromkeys([provider, "CPUExecutionProvider"]))
-    )
+    return open_session(proto.SerializeToString(), provider, options=opts)[0]
 
 
 def run_all(
@@ -313,7 +316,9 @@ def run_all(
 
 
 # --------------------------------------------------------------------------------------------- sensitivity
-def sensitive_nodes(pre: Path, quantized: Any, feeds: dict[str, np.ndarray], provider: str) -> list[str]:
+def sensitive_nodes(
+    pre: Path, quantized: Any, feeds: dict[str, np.ndarray], provider: Resolution
+) -> list[str]:
     """Names of the pre-processed graph's quantizable nodes, most sensitive first: the relative error of
     each node's output (quantized vs fp32, on validation rows) minus the largest error of its inputs."""
     import onnx
@@ -348,7 +353,7 @@ def sensitive_nodes(pre: Path, quantized: Any, feeds: dict[str, np.ndarray], pro
 
 
 def _intermediate(
-    proto: Any, names: list[str], feeds: dict[str, np.ndarray], provider: str
+    proto: Any, names: list[str], feeds: dict[str, np.ndarray], provider: Resolution
 ) -> dict[str, np.ndarray]:
     """The named tensors of a graph, made outputs (types from shape inference), on the given rows."""
     import onnx
@@ -382,7 +387,7 @@ def measure_speed(
     candidates: list[Candidate],
     feeds: dict[str, np.ndarray],
     threads: int,
-    provider: str,
+    provider: Resolution,
     rounds: int,
     slice_seconds: float,
 ) -> dict[int, float]:
@@ -438,10 +443,8 @@ def quantize(
         raise ToolkitError(f"unknown --calibration {calibration!r}; allowed: {', '.join(CALIBRATIONS)}")
     if max_drop is not None and not (-1 < max_drop < 1):  # negative: the variant must be better
         raise ToolkitError(f"--max-drop must be between -1 and 1 (got {max_drop})")
-    if provider not in ort.get_available_providers():
-        raise ToolkitError(
-            f"execution provider {provider} is not available; available: {', '.join(ort.get_available_providers())}"
-        )
+    # cpu|cuda|tensorrt: unknown -> ToolkitError; missing -> CPU, with the reason (strict: ToolkitError)
+    resolved = resolve(provider)
     meta = read_metadata(path)
     if meta.get("quantization"):
         raise ToolkitError(
@@ -459,13 +462,19 @@ def quantize(
         raise ToolkitError(f"--samples must be at least 1 (got {samples})")
     max_drop = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
     threads = threads or os.cpu_count() or 1
-    gpu = provider != "CPUExecutionProvider"
 
     say("loading the validation and calibration data")
     d = load_data(meta, data, samples)
     fp32 = onnx.load(str(path))
     metric, direction = main_metric(meta, d.y_val)
+    # TensorRT caches its engines next to the model; every session below shares the resolved providers.
+    provider = Resolution(resolved.requested, for_model(resolved.entries, path), resolved.reason)
     ref_sess = session(fp32, threads, provider)
+    fallback = resolved.reason or not_started(ref_sess, provider.providers[0])
+    if fallback:
+        warn(fallback)
+    running = ref_sess.get_providers()[0]  # what every score and timing below really ran on
+    gpu = running != CPU
     ref_out = run_all(ref_sess, d.feeds_val)
     base = score(meta, metric, ref_out, d.y_val, ref_out)
 
@@ -559,7 +568,7 @@ def quantize(
             "speedup": {f"batch_{b}": s for b, s in chosen_to_write.speedup.items()},
             "p50_ms": {f"batch_{b}": v for b, v in chosen_to_write.latency.items()},
             "threads": threads,
-            "provider": provider,
+            "provider": running,
             "source_model": path.name,
             "onnxruntime": ort.__version__,
             "toolkit": __version__,
@@ -589,7 +598,8 @@ def quantize(
         },
         "calibration": calibration,
         "threads": threads,
-        "provider": provider,
+        "provider": running,
+        "provider_fallback": fallback,
         "fp32": {
             "metric": base,
             "p50_ms": {str(b): v for b, v in base_latency.items()},

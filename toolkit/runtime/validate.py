@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import numpy as np
 from toolkit.errors import ToolkitError
 from toolkit.runtime import schema
 from toolkit.runtime.model import OnnxModel, available_providers, read_metadata
+from toolkit.runtime.providers import CPU, resolve, warn
 
 # Recorded metrics must be reproduced: accuracy-like ones (fractions) within 0.1 point, error metrics
 # (in the data's units) within a relative 1e-3.
@@ -228,9 +229,16 @@ class Checks:
 
 
 def validate(
-    model_path: str | Path, run_dir: str | Path | None = None, data: str | None = None
+    model_path: str | Path,
+    run_dir: str | Path | None = None,
+    data: str | None = None,
+    provider: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Validate MODEL (see the module docstring); returns the report, also written to validate.json."""
+    """Validate MODEL (see the module docstring); returns the report, also written to validate.json.
+
+    `provider`: cpu, cuda, tensorrt (or a list) instead of every available provider. One that is missing
+    or does not start is a skipped load check with the reason, and the model is validated on CPU instead
+    (strict, TOOLKIT_PROVIDER_STRICT=1: a one-line error, or a failed load check)."""
     import onnxruntime as ort
 
     from toolkit import __version__
@@ -252,13 +260,15 @@ def validate(
     _check_sidecar(path, meta, checks)
     inputs = evaluation_inputs(meta, data) if well_formed else None
 
-    providers = available_providers()
+    explicit = provider is not None
+    targets = _targets(provider, checks)  # [(onnxruntime name, what OnnxModel is asked for)]
+    providers = [name for name, _ in targets]
     metrics: dict[str, Any] = {}
     reference: dict[str, np.ndarray] | None = None  # outputs to compare with PyTorch: the CPU's if it ran
     signed = not well_formed  # the signature is checked once, on the first session that starts
-    for provider in providers:
+    for provider, spec in targets:  # (a target may be appended: the CPU fall-back of one that did not start)
         try:
-            model = OnnxModel(path, providers=[provider])
+            model = OnnxModel(path, providers=spec)
         except ToolkitError as exc:
             checks.add("load", "fail", str(exc), provider)
             continue
@@ -266,6 +276,9 @@ def validate(
             checks.add(
                 "load", "skip", f"{provider} did not start here (onnxruntime fell back to CPU)", provider
             )
+            if explicit and CPU not in providers:
+                targets.append((CPU, CPU))
+                providers.append(CPU)
             continue
         checks.add("load", "pass", "session on " + ", ".join(_short(p) for p in model.providers), provider)
         if not signed:
@@ -318,6 +331,23 @@ def validate(
     except OSError as exc:
         raise ToolkitError(f"cannot write {report_file}: {exc.strerror or exc}") from None
     return report
+
+
+def _targets(provider: str | Sequence[str] | None, checks: Checks) -> list[tuple[str, str]]:
+    """The providers to validate on: every available one by default; else the requested ones, each that is
+    missing replaced by its CPU fall-back (with a skipped load check saying why)."""
+    if provider is None:
+        return [(p, p) for p in available_providers()]
+    targets: list[tuple[str, str]] = []
+    for spec in [provider] if isinstance(provider, str) else provider:
+        resolved = resolve(spec)  # unknown: ToolkitError; missing: CPU (strict: ToolkitError)
+        if resolved.reason:
+            warn(resolved.reason)
+            checks.add("load", "skip", resolved.reason, resolved.requested)
+        name = resolved.providers[0]
+        if name not in (t[0] for t in targets):
+            targets.append((name, name if resolved.reason else spec))
+    return targets
 
 
 def report_path(model_path: Path) -> Path:

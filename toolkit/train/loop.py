@@ -90,7 +90,9 @@ class Batches:
         return math.ceil(len(self.x) / self.batch_size)
 
     def __iter__(self):
-        perm = torch.randperm(len(self.x), device=self.x.device)
+        # Drawn on the CPU generator whatever the device: the same seed visits the batches in the same order
+        # on CPU and GPU (CUDA's generator would give another order), so their metrics differ only by noise.
+        perm = torch.randperm(len(self.x)).to(self.x.device, non_blocking=True)
         tokens = self.x.dtype == torch.int64  # right-padded token ids: trim each batch to its longest text
         for i in range(0, len(self.x), self.batch_size):
             idx = perm[i : i + self.batch_size]
