@@ -26,6 +26,12 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The edge bundle on an emulated arm64 device: Debian bookworm arm64 + qemu-aarch64-static, cached in
+# .cache/arm64/ (README "Deploy to a Raspberry Pi"). Installs debootstrap/qemu-user-static when missing.
+.PHONY: edge-arm64
+edge-arm64: setup
+	$(BIN)/python scripts/edge_arm64.py
+
 bench: setup
 	$(BIN)/python bench/train_overhead.py --out bench/results/train_overhead.json
 	$(BIN)/python bench/pipeline.py --out bench/results/pipeline.json

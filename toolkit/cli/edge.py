@@ -33,7 +33,10 @@ def pack(
     tar: Annotated[bool, typer.Option("--tar", help="Also write OUT.tar.gz.")] = False,
     ort_version: Annotated[
         str | None,
-        typer.Option(help="onnxruntime version to pin (default: this one for x86_64, 1.22.1 for arm64)."),
+        typer.Option(
+            help="onnxruntime version to pin (default: this one for x86_64, 1.22.1 for arm64); "
+            "an ORT-format model is written and loaded by that version."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing OUT.")] = False,
     check: Annotated[
@@ -66,6 +69,8 @@ def pack(
     console.print(table)
     pins = ", ".join(f"{p}=={v}" for p, v in report["requirements"].items())
     console.print(f"requirements: {pins}")
+    if report.get("ort_converter"):
+        console.print(f"model.ort written and loaded by onnxruntime {report['ort_converter']}")
     tail = f" · archive {escape(report['archive'])}" if report["archive"] else ""
     console.print(f"[green]packed[/] {report['bytes']:,} bytes in {report['seconds']:.1f} s{tail}")
 

@@ -72,7 +72,7 @@ def pack(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        files = _fill(stage, chosen, meta, target, fmt, pins)
+        files, converter = _fill(stage, chosen, meta, target, fmt, pins, check_pins)
         manifest = {
             "bundle": BUNDLE_SCHEMA,
             "model": {
@@ -88,6 +88,7 @@ def pack(
             "format": fmt,
             "python": DEVICE_PYTHON if target == "arm64" else ".".join(map(str, sys.version_info[:2])),
             "requirements": pins,
+            **({"ort_converter": converter} if converter else {}),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": {name: _file_entry(stage / name) for name in sorted(files)},
         }
@@ -239,15 +240,29 @@ def _cache_dir() -> Path:
 
 
 def _fill(
-    stage: Path, chosen: Path, meta: dict[str, Any], target: str, fmt: str, pins: dict[str, str]
-) -> list[str]:
-    """Write every bundle file into `stage`; returns their names relative to it."""
+    stage: Path,
+    chosen: Path,
+    meta: dict[str, Any],
+    target: str,
+    fmt: str,
+    pins: dict[str, str],
+    check_pins: bool = True,
+) -> tuple[list[str], str | None]:
+    """Write every bundle file into `stage`; returns their names relative to it, and the onnxruntime
+    version that wrote the ORT-format model (None without one)."""
     files = []
+    converter = None
     if fmt in ("onnx", "both"):
         shutil.copyfile(chosen, stage / "model.onnx")
         files.append("model.onnx")
     if fmt in ("ort", "both"):
-        files += convert_to_ort(chosen, stage, target)
+        converter = pins["onnxruntime"] if check_pins else None
+        path = converter_path(converter) if converter else None
+        files += convert_to_ort(chosen, stage, target, path)
+        if converter is None:
+            import onnxruntime
+
+            converter = onnxruntime.__version__
     (stage / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     shutil.copyfile(core.__file__, stage / "runner.py")
     (stage / "requirements.txt").write_text("".join(f"{p}=={v}\n" for p, v in pins.items()))
@@ -256,12 +271,67 @@ def _fill(
     model_file = "model.ort" if fmt != "onnx" else "model.onnx"
     (stage / SERVICE).write_text(service_unit(meta))
     (stage / "README.md").write_text(device_readme(meta, target, fmt, pins, model_file))
-    return [*files, SERVICE, "README.md"]
+    return [*files, SERVICE, "README.md"], converter
 
 
-def convert_to_ort(chosen: Path, stage: Path, target: str) -> list[str]:
+def converter_path(version: str) -> str | None:
+    """A folder holding onnxruntime `version` for this machine, to put first on PYTHONPATH when converting
+    to the ORT format; None when this interpreter's onnxruntime is that version.
+
+    The ORT format is read by the onnxruntime that wrote it and newer ones, not always by older ones (the
+    format and the fused kernels the optimizer writes change between releases), so the ORT-format model in a
+    bundle is written by the onnxruntime version the bundle pins. That version's wheel for this machine is
+    fetched once with pip (binary only, no dependencies: this environment has them) and unzipped into the
+    user's cache."""
+    import onnxruntime
+
+    if version == onnxruntime.__version__:
+        return None
+    import sysconfig
+    import zipfile
+
+    folder = (
+        _cache_dir()
+        / f"onnxruntime-{version}-{sysconfig.get_platform()}-cp{sys.version_info[0]}{sys.version_info[1]}"
+    )
+    if (folder / ".complete").is_file():
+        return str(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps", "--quiet",
+            "-d", tmp, f"onnxruntime=={version}",
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            proc = None
+        wheels = list(Path(tmp).glob("onnxruntime-*.whl"))
+        if proc is None or proc.returncode != 0 or len(wheels) != 1:
+            lines = [x for x in (proc.stderr if proc else "timed out").splitlines() if x.strip()] or ["?"]
+            raise ToolkitError(
+                f"cannot fetch onnxruntime=={version} for this machine to write the ORT-format model that "
+                f"version reads ({lines[-1][:160]}); use --format onnx, or --no-check to convert with "
+                f"onnxruntime {onnxruntime.__version__}"
+            )
+        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=_cache_dir()))
+        with zipfile.ZipFile(wheels[0]) as zf:
+            zf.extractall(stage)
+        (stage / ".complete").write_text(wheels[0].name + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(stage, folder)
+    return str(folder)
+
+
+def convert_to_ort(chosen: Path, stage: Path, target: str, converter: str | None = None) -> list[str]:
     """onnxruntime's converter (Fixed optimizations, hardware-neutral: no x86-only NCHWc layout) ->
-    model.ort and model.required_operators.config (for a reduced-size onnxruntime build)."""
+    model.ort and model.required_operators.config (for a reduced-size onnxruntime build). `converter`: a
+    folder holding another onnxruntime version to convert with (see converter_path)."""
+    env = None
+    if converter:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [converter, os.environ.get("PYTHONPATH")])),
+        }
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "model.onnx"
         shutil.copyfile(chosen, src)
@@ -271,11 +341,20 @@ def convert_to_ort(chosen: Path, stage: Path, target: str) -> list[str]:
         ]  # fmt: skip
         if target == "arm64":
             cmd += ["--target_platform", "arm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         made = Path(tmp) / "out" / "model.ort"
         if proc.returncode != 0 or not made.is_file():
             lines = [x for x in (proc.stderr or proc.stdout).splitlines() if x.strip()]
             raise ToolkitError(f"onnxruntime's ORT-format converter failed: {(lines or ['?'])[-1][:300]}")
+        load = [
+            sys.executable, "-c",
+            "import sys, onnxruntime as o; o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])",
+            str(made),
+        ]  # fmt: skip
+        proc = subprocess.run(load, capture_output=True, text=True, timeout=300, env=env)
+        if proc.returncode != 0:  # the version that wrote it must read it, as the device will
+            lines = [x for x in proc.stderr.splitlines() if x.strip()] or ["?"]
+            raise ToolkitError(f"the ORT-format model does not load in its onnxruntime: {lines[-1][:300]}")
         shutil.copyfile(made, stage / "model.ort")
         config = Path(tmp) / "out" / "model.required_operators.config"
         text = config.read_text() if config.is_file() else ""
