@@ -47,7 +47,8 @@ def serve(
     provider: Annotated[
         str,
         typer.Option(
-            help="Execution provider: cpu, cuda or tensorrt (falls back to CPU, with the reason logged)."
+            help="Execution provider: cpu, cuda, tensorrt or tensorrt-fp16 (cuda:1: GPU 1); falls back to CPU "
+            "with the reason logged (TOOLKIT_PROVIDER_STRICT=1: refuses to start instead)."
         ),
     ] = "cpu",
     api_key: Annotated[

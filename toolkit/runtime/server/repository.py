@@ -21,6 +21,7 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.model import ORT_DTYPES, first_line
+from toolkit.runtime.providers import for_model, not_started, resolve
 from toolkit.runtime.schema import METADATA_KEY
 from toolkit.runtime.server.protocol import DATATYPE_OF, DATATYPES
 
@@ -29,30 +30,13 @@ log = logging.getLogger("toolkit.serve")
 PLATFORM = "onnx_onnxv1"
 # onnxruntime type strings -> numpy dtype names: the runtime's table plus the unsigned widths it omits
 TYPES = {**ORT_DTYPES, "tensor(uint16)": "uint16", "tensor(uint32)": "uint32", "tensor(uint64)": "uint64"}
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
 
 
-def choose_providers(provider: str) -> tuple[list[str], str | None]:
-    """The providers to ask onnxruntime for, and the logged reason when some are not installed."""
-    import onnxruntime as ort
-
-    if provider not in PROVIDERS:
-        raise ToolkitError(f"unknown provider {provider!r}; allowed: {', '.join(PROVIDERS)}")
-    available = ort.get_available_providers()
-    wanted = PROVIDERS[provider]
-    chosen = [p for p in wanted if p in available]
-    missing = [p for p in wanted if p not in available]
-    reason = None
-    if missing and provider != "cpu":
-        reason = (
-            f"{', '.join(missing)} not available in this onnxruntime ({ort.__version__}, has "
-            f"{', '.join(available)}); falling back to {chosen[0]}"
-        )
-    return chosen, reason
+def choose_providers(provider: str) -> tuple[list[tuple[str, dict[str, str]]], str | None]:
+    """The providers to ask onnxruntime for, as (name, options), and the logged reason when the requested
+    one is not installed (toolkit.runtime.providers; TOOLKIT_PROVIDER_STRICT=1 makes that an error)."""
+    resolved = resolve(provider)
+    return resolved.entries, resolved.reason
 
 
 @dataclass
@@ -87,7 +71,9 @@ class Stats:
 class LoadedModel:
     """One version of one model: an onnxruntime session, its V2 metadata and its `toolkit` document."""
 
-    def __init__(self, name: str, version: str, path: Path, providers: list[str], threads: int) -> None:
+    def __init__(
+        self, name: str, version: str, path: Path, providers: list[tuple[str, dict[str, str]]], threads: int
+    ) -> None:
         import onnxruntime as ort
 
         self.name, self.version, self.path = name, version, path
@@ -97,7 +83,7 @@ class LoadedModel:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            self.session = ort.InferenceSession(str(path), opts, providers=for_model(providers, path))
         except Exception as exc:
             raise ToolkitError(f"cannot load {path}: {first_line(exc)}") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
@@ -114,8 +100,9 @@ class LoadedModel:
         self.stats = Stats()
         self.batcher: Any = None  # the server's Batcher for this version, made on first request
         self.providers = self.session.get_providers()
-        if providers[0] not in self.providers:  # listed by onnxruntime, but it could not start (no GPU, ...)
-            log.warning("%s: %s did not initialize; running on %s", path, providers[0], self.providers[0])
+        reason = not_started(self.session, providers[0][0])  # listed by onnxruntime, but did not start
+        if reason:
+            log.warning("%s: %s", path, reason)
 
     def warm_up(self) -> None:
         """One inference on a batch of one (variable dimensions set to 1), so the first request is not slow
@@ -231,7 +218,9 @@ def _clean(name: str) -> str:
 class Repository:
     """The table of loaded models. Reads are lock-free (a dict swap); loads hold one lock."""
 
-    def __init__(self, root: str | Path, providers: list[str], threads: int = 0) -> None:
+    def __init__(
+        self, root: str | Path, providers: list[tuple[str, dict[str, str]]], threads: int = 0
+    ) -> None:
         self.root = Path(root)
         self.providers = providers
         self.threads = threads
