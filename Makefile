@@ -38,6 +38,12 @@ bench: setup
 	$(BIN)/python bench/edge_bench.py --out bench/results/edge.json
 	$(BIN)/python bench/serve_bench.py --out bench/results/serve.json
 
+# The GPU path end to end on a machine with an NVIDIA GPU (README "GPU"): makes .venv-gpu from wheels (CUDA
+# torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.
+.PHONY: gpu-check
+gpu-check:
+	$(PY) scripts/gpu_check.py --out bench/results/gpu_check.json $(GPU_CHECK_ARGS)
+
 lint: setup
 	$(BIN)/ruff check toolkit tests bench
 	$(BIN)/ruff format --check toolkit tests bench

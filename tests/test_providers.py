@@ -11,6 +11,9 @@ is refused with one error line when strict); every command that takes --provider
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +287,44 @@ def test_train_rejects_an_unknown_device(cli, tmp_path):
         cli("train", "mlp-tabular", "--data", "builtin:iris", "--device", "tpu", "--out", tmp_path / "x"),
         "tpu",
     )
+
+
+# ---- make gpu-check -------------------------------------------------------------------------------------------
+GPU_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="an NVIDIA driver is present")
+def test_gpu_check_without_a_gpu_exits_3_and_writes_nothing(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.run(
+        [sys.executable, GPU_CHECK, "--out", out], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu-check: no NVIDIA GPU on this machine"), proc.stderr
+    assert not out.exists() and not (GPU_CHECK.parents[1] / ".venv-gpu").exists()
+
+
+@pytest.mark.slow  # ~30 s: trains, serves and benchmarks
+def test_gpu_check_rehearsal_runs_every_step_on_cpu(tmp_path):
+    """The script's own code paths (train, export, validate, serve + tritonclient, bench, fp16, parity) on
+    CPU; its report says rehearsal and never passes as a GPU check."""
+    out = tmp_path / "gpu_check.json"
+    args = ["--rehearse", "--recipes", "mlp-tabular", "--epochs", "1", "--out", out]
+    proc = subprocess.run([sys.executable, GPU_CHECK, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    steps = {s["step"]: s for s in report["steps"]}
+    assert set(steps) == {
+        "train",
+        "export",
+        "validate",
+        "serve",
+        "bench",
+        "quantize fp16",
+        "parity cpu vs cuda",
+    }
+    assert all(s["status"] == "pass" for s in report["steps"]), report["steps"]
+    assert steps["serve"]["max_rel_diff_vs_cpu"] < 1e-3 and steps["serve"]["exit_code"] == 0
+    assert {r["batch"] for r in steps["bench"]["results"]} == {1, 256}
+    assert report["rehearsal"] and report["passed"] is False
