@@ -42,7 +42,8 @@ PYTHON = "3.11"  # bookworm's python3
 EMULATION_TIMEOUT = 600
 JOBS = max(1, min(2, os.cpu_count() or 1))  # emulated runs at a time (each is one busy core)
 
-# Each task's default recipe, trained for one epoch (a second for tiny ones: the models need only be real).
+# Each task's default recipe, trained for one epoch (the models need only be real, not accurate); bigger
+# batches where an epoch would otherwise dominate the check's time.
 TINY = ["train.epochs=1", "train.patience=0"]
 MODELS = {
     "cnn": ("cnn-image", [*TINY, "train.batch_size=256"]),
@@ -357,12 +358,11 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckFailed(f"the emulated Python is not aarch64: {probe.stdout.strip()}")
         rows = check_all(reports, emu)
     except CheckFailed as exc:
-        log(f"FAILED after {time.perf_counter() - t0:.0f} s: {exc}")
+        log(f"FAILED after {time.perf_counter() - t0:.0f} s: {exc} (runs and bundles kept in {work})")
         return 1
-    finally:
-        if not opts.keep_work:
-            shutil.rmtree(work, ignore_errors=True)
     failed = [r for r in rows if not r["passed"]]
+    if not opts.keep_work and not failed:  # a failure keeps them to look at
+        shutil.rmtree(work, ignore_errors=True)
     (cache / "last-result.json").write_text(
         json.dumps({"device": probe.stdout.strip(), "rows": rows}, indent=2)
     )
