@@ -10,6 +10,18 @@ import numpy as np
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
+# Python source for a fresh interpreter (`python -c NO_TORCH + code`): a meta-path hook that refuses torch,
+# as an install without the training extra would. `import torch` raises ModuleNotFoundError (an
+# ImportError), and libraries that probe for torch (scipy) see it as absent.
+NO_TORCH = (
+    "import sys\n"
+    "class _NoTorch:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ModuleNotFoundError(f'import of {name} halted: torch is blocked', name=name)\n"
+    "sys.meta_path.insert(0, _NoTorch())\n"
+)
+
 
 def assert_one_line_error(result, *needles: str) -> str:
     output = ANSI.sub("", result.output)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import NO_TORCH
 
 import toolkit
 
@@ -20,20 +21,11 @@ RUNTIME_MODULES = [
     "toolkit.cli.main",
 ]
 
-# A meta-path hook that refuses torch, as an install without torch would: `import torch` raises
-# ModuleNotFoundError (an ImportError), and libraries that probe for torch (scipy) see it as absent.
-BLOCK = (
-    "import sys\n"
-    "class _NoTorch:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ModuleNotFoundError(f'import of {name} halted: torch is blocked', name=name)\n"
-    "sys.meta_path.insert(0, _NoTorch())\n"
-)
-
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH + code], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("module", RUNTIME_MODULES)

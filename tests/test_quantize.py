@@ -12,19 +12,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import NO_TORCH, assert_one_line_error
 
-from tests.helpers import assert_one_line_error
 from toolkit.runtime.model import OnnxModel, read_metadata
 from toolkit.runtime.quantize import Candidate, choose
-
-TORCH_BLOCK = (
-    "import sys\n"
-    "class _NoTorch:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ModuleNotFoundError(f'import of {name} halted: torch is blocked', name=name)\n"
-    "sys.meta_path.insert(0, _NoTorch())\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +253,7 @@ def test_bench_bad_input(cli, cnn, tmp_path):
 
 def test_quantize_and_bench_run_without_torch(cnn, tmp_path):
     model = _copy(cnn, tmp_path)
-    code = TORCH_BLOCK + (
+    code = NO_TORCH + (
         "from toolkit.runtime.quantize import quantize\n"
         "from toolkit.runtime.bench import bench\n"
         f"r = quantize({str(model)!r}, mode='static', max_drop=0.5, rounds=1, slice_seconds=0.02)\n"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import assert_one_line_error
+from helpers import NO_TORCH, assert_one_line_error
 
 from toolkit.runtime.server.protocol import decode_http, encode_http
 
@@ -34,17 +34,9 @@ tritonhttp = pytest.importorskip("tritonclient.http")
 tritongrpc = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-# A meta-path hook that makes `import torch` fail, as in tests/test_import_hygiene.py.
-NO_TORCH = (
-    "import sys\n"
-    "class _NoTorch:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ModuleNotFoundError(f'import of {name} halted: torch is blocked', name=name)\n"
-    "sys.meta_path.insert(0, _NoTorch())\n"
-    "from toolkit.cli.main import main\n"
-    "sys.argv = ['toolkit'] + sys.argv[1:]\n"
-    "main()\n"
+# The toolkit CLI in an interpreter where `import torch` fails (tests/helpers.py NO_TORCH).
+NO_TORCH_CLI = NO_TORCH + (
+    "from toolkit.cli.main import main\nsys.argv = ['toolkit'] + sys.argv[1:]\nmain()\n"
 )
 
 # datatype -> numpy dtype of the identity graph's tensors
@@ -177,7 +169,11 @@ class Server:
     def __init__(self, path: Path, *args: str, block_torch: bool = False, env: dict | None = None, wait=True):
         self.port, self.grpc_port = free_port(), free_port()
         argv = ["serve", str(path), "--port", str(self.port), "--grpc-port", str(self.grpc_port), *args]
-        cmd = [sys.executable, "-c", NO_TORCH] if block_torch else [sys.executable, "-m", "toolkit.cli.main"]
+        cmd = (
+            [sys.executable, "-c", NO_TORCH_CLI]
+            if block_torch
+            else [sys.executable, "-m", "toolkit.cli.main"]
+        )
         self.log = path.parent / f"server-{self.port}.log"
         self.proc = subprocess.Popen(
             [*cmd, *argv],
