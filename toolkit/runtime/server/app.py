@@ -75,8 +75,20 @@ def serve(path: str | Path, config: ServeConfig) -> int:
     return _run_workers(path, config, sock)
 
 
+# A signal that reaches a worker while it is still loading its models (before uvicorn installs its own
+# handlers) must stop it cleanly, not kill it: the handler is set in the parent before forking, so each
+# worker inherits it, and a worker that finds it set after loading exits 0 without serving.
+_EARLY_SIGNAL: dict[str, int | None] = {"sig": None}
+
+
+def _early_signal(sig: int, frame: object) -> None:  # noqa: ARG001
+    _EARLY_SIGNAL["sig"] = sig
+
+
 def _run_workers(path: str | Path, config: ServeConfig, sock: socket.socket) -> int:
     children = []
+    signal.signal(signal.SIGTERM, _early_signal)
+    signal.signal(signal.SIGINT, _early_signal)
     for i in range(config.workers):
         pid = os.fork()
         if pid == 0:
@@ -171,7 +183,9 @@ async def _main(service: Service, sock: socket.socket, with_grpc: bool, preload:
         await load()
     else:
         load_task = loop.create_task(load())
-    if not (preload and code):
+    if preload and not code and _EARLY_SIGNAL["sig"] is not None:
+        log.info("signal %s while loading: stopping before serving", _EARLY_SIGNAL["sig"])
+    elif not (preload and code):
         await server.serve(sockets=[sock])
     if load_task is not None and not load_task.done():
         load_task.cancel()
