@@ -36,6 +36,9 @@ SEQUENCE_LENGTH = 32  # tokens per synthetic text (capped at the tokenizer's max
 WARMUP_SECONDS = 0.3
 SLICE_SECONDS = 0.25  # one contender's turn in a round
 ROUNDS = 5
+# Pause between two contenders' turns: onnxruntime's and OpenMP's worker threads keep spinning for a while
+# after a call, and would otherwise take CPU from the next contender (measured: up to 2x on 2 cores).
+SETTLE_SECONDS = 0.1
 SEED = 0
 REPORT_SCHEMA = "toolkit.bench/1"
 
@@ -109,6 +112,7 @@ def interleaved(
     for _ in range(rounds):
         for name, fn in calls.items():
             times[name] += time_slice(fn, slice_seconds)
+            time.sleep(SETTLE_SECONDS)  # one session's spinning threads must not slow the next one
     return times
 
 
@@ -129,10 +133,17 @@ def ort_session(path: str | Path, threads: int | None, provider: str = "CPUExecu
 
 # --------------------------------------------------------------------------------------------- worker
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """This process's peak resident set size in MiB. On Linux from VmHWM: ru_maxrss survives exec, so a
+    worker started by a large parent (one that trained a model) would report the parent's peak."""
     import resource
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
@@ -335,6 +346,7 @@ def bench(
             for b in batches:
                 for c in procs:
                     times[(c.name, b)] += c.turn(b, slice_seconds)
+                    time.sleep(SETTLE_SECONDS)  # let its spinning worker threads go idle first
         peaks = {c.name: c.finish() for c in procs}
     finally:
         for c in procs:
