@@ -265,3 +265,14 @@ def test_quantize_and_bench_run_without_torch(cnn, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_quantize_leaves_the_working_directory_alone(cli, lstm, tmp_path, monkeypatch):
+    """onnxruntime's quantization tools drop uuid-named external-data files into the current directory;
+    quantize runs them elsewhere, and a relative model path still works."""
+    _copy(lstm, tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    res = cli("quantize", "m/model.onnx", "--json")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert json.loads(res.stdout)["model"] == "m/model.onnx"

@@ -29,13 +29,14 @@ section (recipe, metric, drop, speed-ups); quantize.json lists every candidate. 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -483,10 +484,11 @@ def quantize(
     else:
         modes = [mode]
     candidates: list[Candidate] = []
-    with tempfile.TemporaryDirectory(prefix="toolkit-quantize-") as tmp:
+    source = path.resolve()  # before _inside() changes the working directory
+    with tempfile.TemporaryDirectory(prefix="toolkit-quantize-") as tmp, _inside(tmp):
         work = Path(tmp)
         say("pre-processing (shape inference, graph optimization)")
-        pre = preprocess(path, work)
+        pre = preprocess(source, work)
 
         def evaluate(c: Candidate, exclude: Sequence[str] = ()) -> Candidate:
             say(f"building {c.name}")
@@ -658,6 +660,18 @@ def choose(
         f"(budget {_fmt_drop(max_drop, direction)}); nothing written (--force writes it anyway)"
     )
     return least, "refused: " + refused, refused
+
+
+@contextlib.contextmanager
+def _inside(folder: str) -> Iterator[None]:
+    """Work inside `folder`: onnxruntime's quantization tools write helper files (external-data files with
+    uuid names) into the current directory, which must not be the user's."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _fmt_drop(drop: float | None, direction: str) -> str:
