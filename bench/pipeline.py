@@ -17,7 +17,9 @@ Run: `.venv/bin/python bench/pipeline.py` (`make bench`); `--recipes cnn-image,l
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,10 +49,17 @@ def row_of(report: dict, contender: str, batch: int) -> dict | None:
     return next((r for r in report["results"] if r["contender"] == contender and r["batch"] == batch), None)
 
 
+def _toolkit(*args: str) -> None:
+    """A toolkit command in its own process: quantize and bench must not time models inside a process
+    that has imported torch and trained (its thread pools took CPU from the contenders: transformer-forecast
+    at batch 64 read 0.81x PyTorch from inside this script, 1.30x from `toolkit bench`)."""
+    subprocess.run(
+        [str(Path(sys.executable).with_name("toolkit")), *args], check=True, stdout=subprocess.DEVNULL
+    )
+
+
 def run_recipe(name: str, work: Path, threads: int, epochs: int | None, rounds: int) -> dict:
     from toolkit.export import export_run
-    from toolkit.runtime.bench import bench
-    from toolkit.runtime.quantize import quantize
     from toolkit.train import train
 
     run = work / name
@@ -60,9 +69,14 @@ def run_recipe(name: str, work: Path, threads: int, epochs: int | None, rounds: 
     t_train = time.perf_counter() - t0
     export_run(run)
     model = run / "model.onnx"
-    q = quantize(model, threads=threads)
+    _toolkit("quantize", str(model), "--threads", str(threads))
+    q = json.loads((run / "quantize.json").read_text())
     models = [model] + ([Path(q["written"])] if q["written"] else [])
-    b = bench(models, run=run, batches=BATCHES, threads=threads, rounds=rounds, out=run / "bench.json")
+    _toolkit(
+        "bench", *map(str, models), "--run", str(run), "--batch", ",".join(map(str, BATCHES)),
+        "--threads", str(threads), "--rounds", str(rounds), "--json", str(run / "bench.json"),
+    )  # fmt: skip
+    b = json.loads((run / "bench.json").read_text())
     kept = next((c for c in q["candidates"] if c["name"] == q["chosen"]), None)
     out = {
         "recipe": name,
