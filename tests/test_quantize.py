@@ -207,6 +207,7 @@ def test_validate_accepts_a_quantized_variant(cli, lstm, tmp_path):
         (["--max-drop", "2"], "--max-drop must be between -1 and 1"),
         (["--provider", "tpu"], "unknown provider 'tpu'"),
         (["--samples", "0"], "--samples must be at least 1"),
+        (["--out", "model.int8.txt"], "--out must name a .onnx file"),
     ],
 )
 def test_quantize_bad_options(cli, cnn, args, message):

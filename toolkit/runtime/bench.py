@@ -300,7 +300,7 @@ def _provider_label(spec: str) -> str:
     return spec.removesuffix("ExecutionProvider")
 
 
-def _variant(path: Path, meta: dict[str, Any]) -> str:
+def _variant(meta: dict[str, Any]) -> str:
     q = meta.get("quantization")
     return f"ort {q['mode']}" if q else "ort fp32"
 
@@ -349,11 +349,8 @@ def bench(
         )
     for path, meta in zip(paths, metas):
         for p in providers:
-            label = _variant(path, meta) + ("" if parse(p).provider == CPU else f" ({_provider_label(p)})")
-            if (
-                len(paths) > 1
-                and sum(_variant(q, m) == _variant(path, meta) for q, m in zip(paths, metas)) > 1
-            ):
+            label = _variant(meta) + ("" if parse(p).provider == CPU else f" ({_provider_label(p)})")
+            if len(paths) > 1 and sum(_variant(m) == _variant(meta) for m in metas) > 1:
                 label += f" [{path.name}]"
             contenders.append((label, {**base, "kind": "ort", "path": str(path), "provider": p}, path))
 

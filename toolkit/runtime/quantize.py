@@ -58,6 +58,12 @@ EXCLUDE_STEPS = (1, 2, 4, 8)  # sensitive nodes left in fp32 on each retry (capp
 QUANTIZABLE = frozenset(
     {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "Attention", "Gather", "MultiHeadAttention"}
 )
+# What each mode writes, as its metadata records it: (format, weights, activations).
+MODE_FORMATS = {
+    "static": ("QDQ", "int8 per channel", "uint8 asymmetric, calibrated"),
+    "dynamic": ("QOperator", "int8 per tensor", "uint8, at run time"),
+    "fp16": ("float16", "float16", "float16"),
+}
 REPORT_SCHEMA = "toolkit.quantize/1"
 SEED = 0
 
@@ -463,6 +469,12 @@ def quantize(
         raise ToolkitError(f"--samples must be at least 1 (got {samples})")
     max_drop = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
     threads = threads or os.cpu_count() or 1
+    if out is not None:  # checked before the work, not after it
+        out = Path(out)
+        if out.suffix != ".onnx":
+            raise ToolkitError(f"--out must name a .onnx file (got {out})")
+        if out.resolve() == path.resolve():
+            raise ToolkitError("--out must not overwrite the fp32 model")
 
     say("loading the validation and calibration data")
     d = load_data(meta, data, samples)
@@ -533,27 +545,17 @@ def quantize(
         raise ToolkitError(f"--mode {mode} cannot quantize {path}: {candidates[0].error}")
 
     written = None
-    out_path: Path | None = None
     chosen_to_write = None if refused else chosen
     if chosen_to_write is not None:
         suffix = ".fp16.onnx" if chosen_to_write.mode == "fp16" else ".int8.onnx"
-        out_path = Path(out) if out is not None else path.with_name(path.name.removesuffix(".onnx") + suffix)
-        if out_path.suffix != ".onnx":
-            raise ToolkitError(f"--out must name a .onnx file (got {out_path})")
-        if out_path.resolve() == path.resolve():
-            raise ToolkitError("--out must not overwrite the fp32 model")
+        out_path = out if out is not None else path.with_name(path.name.removesuffix(".onnx") + suffix)
+        fmt, weights, activations = MODE_FORMATS[chosen_to_write.mode]
         doc = copy.deepcopy(meta)
         doc["quantization"] = {
             "mode": chosen_to_write.mode,
-            "format": "QDQ"
-            if chosen_to_write.mode == "static"
-            else ("QOperator" if chosen_to_write.mode == "dynamic" else "float16"),
-            "weights": "int8 per channel"
-            if chosen_to_write.mode == "static"
-            else ("int8 per tensor" if chosen_to_write.mode == "dynamic" else "float16"),
-            "activations": "uint8 asymmetric, calibrated"
-            if chosen_to_write.mode == "static"
-            else ("uint8, at run time" if chosen_to_write.mode == "dynamic" else "float16"),
+            "format": fmt,
+            "weights": weights,
+            "activations": activations,
             "calibration": {"method": calibration, "samples": d.samples_calib, "split": "train"}
             if chosen_to_write.mode == "static"
             else None,
