@@ -28,20 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RECIPES = [
-    "mlp-tabular",
-    "mlp-regress",
-    "cnn-image",
-    "rnn-forecast",
-    "lstm-forecast",
-    "gru-forecast",
-    "transformer-forecast",
-    "lstm-text",
-    "gru-text",
-    "transformer-text",
-    "autoencoder-anomaly",
-    "gan-image",
-]
+from toolkit.recipe import SHIPPED_RECIPES as RECIPES  # noqa: E402
+
 BATCHES = (1, 64)
 
 

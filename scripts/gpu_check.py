@@ -49,20 +49,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the toolkit from this checkout, installed or not
-RECIPES = [
-    "mlp-tabular",
-    "mlp-regress",
-    "cnn-image",
-    "rnn-forecast",
-    "lstm-forecast",
-    "gru-forecast",
-    "transformer-forecast",
-    "lstm-text",
-    "gru-text",
-    "transformer-text",
-    "autoencoder-anomaly",
-    "gan-image",
-]
+from toolkit.recipe import SHIPPED_RECIPES as RECIPES  # noqa: E402
+
 SHOWCASE = "cnn-image"  # served, benchmarked and trained on CPU too (else the first recipe checked)
 BENCH_BATCHES = (1, 256)
 PARITY_ATOL = (

@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from toolkit.errors import ToolkitError
-from toolkit.recipe import ALIASES, MODEL_CONFIGS, load_recipe, recipe_dir, recipe_from_dict, recipe_names
+from toolkit.recipe import (
+    ALIASES,
+    MODEL_CONFIGS,
+    SHIPPED_RECIPES,
+    load_recipe,
+    recipe_dir,
+    recipe_from_dict,
+    recipe_names,
+)
 
 SHIPPED = sorted(recipe_dir().glob("*.yaml"))
 
@@ -101,3 +109,8 @@ def test_transformer_positions_cover_the_longest_input():
         load_recipe("transformer", ["model.max_length=32"])
     with pytest.raises(ToolkitError, match=r"data.window \(40\)"):
         load_recipe("transformer-forecast", ["model.max_length=30", "data.window=40"])
+
+
+def test_shipped_recipes_list_every_recipe_once():
+    """bench/pipeline.py and scripts/gpu_check.py iterate SHIPPED_RECIPES: it must name each recipe file."""
+    assert sorted(SHIPPED_RECIPES) == recipe_names()
