@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import NO_TORCH, assert_one_line_error
+from helpers import NO_TORCH, assert_one_line_error, two_class_text_csv
 
 from toolkit.runtime.model import OnnxModel, read_metadata
 from toolkit.runtime.quantize import Candidate, choose
@@ -43,6 +43,20 @@ def lstm(workdir) -> Path:
 
     run = workdir / "lstm"
     train("lstm-forecast", overrides=["model.hidden=32", "train.epochs=3", "train.patience=0"], out=run)
+    export_run(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def gru_text(workdir) -> Path:
+    """A tiny GRU text classifier (embedding -> GRU -> head), exported."""
+    from toolkit.export import export_run
+    from toolkit.train import train
+
+    run = workdir / "gru-text"
+    data = two_class_text_csv(workdir / "texts.csv")
+    overrides = ["model.hidden=16", "model.embed_dim=16", "train.epochs=3", "train.patience=0"]
+    train("gru-text", data=str(data), overrides=overrides, out=run)
     export_run(run)
     return run
 
@@ -106,6 +120,45 @@ def test_dynamic_lstm_uses_integer_kernels(cli, lstm, tmp_path):
     assert "QuantizeLinear" not in ops  # dynamic: no calibrated activations
     report = json.loads(res.stdout)
     assert report["metric"] == "mae" and report["drop_kind"] == "relative"
+
+
+def test_dynamic_leaves_a_small_head_in_float(cli, lstm, tmp_path):
+    model = _copy(lstm, tmp_path)
+    assert cli("quantize", model, "--mode", "dynamic", "--max-drop", "0.5").exit_code == 0
+    ops = _ops(tmp_path / "model.int8.onnx")
+    # the 32 -> 1 head is cheaper as a float Gemm than quantized at run time (SMALL_WEIGHT)
+    assert ops["DynamicQuantizeLSTM"] == 1
+    assert ops["MatMulInteger"] == ops["DynamicQuantizeMatMul"] == ops["DynamicQuantizeLinear"] == 0, ops
+    assert ops["MatMul"] + ops["Gemm"] == 1, ops
+
+
+def test_dynamic_gru_gets_an_int8_recurrence_and_a_float_embedding(cli, gru_text, tmp_path):
+    model = _copy(gru_text, tmp_path)
+    res = cli("quantize", model, "--mode", "dynamic", "--max-drop", "0.5", "--json")
+    assert res.exit_code == 0, res.output
+    q = onnx.load(str(tmp_path / "model.int8.onnx"))
+    ops = _ops(tmp_path / "model.int8.onnx")
+    assert ops["GRU"] == 0 and ops["Scan"] == 1, ops  # onnxruntime has no INT8 GRU: a Scan with one
+    body = next(a.g for n in q.graph.node if n.op_type == "Scan" for a in n.attribute if a.name == "body")
+    assert "DynamicQuantizeMatMul" in [n.op_type for n in body.node]
+    assert ops["Gather"] >= 1 and ops["DequantizeLinear"] == 0, ops  # the embedding stays float
+    meta = read_metadata(tmp_path / "model.int8.onnx")["quantization"]
+    assert meta["rewrites"] == ["1 GRU op -> Scan, INT8 recurrence"]
+    report = json.loads(res.stdout)
+    assert next(c for c in report["candidates"] if c["name"] == "dynamic")["rewrites"] == meta["rewrites"]
+    checks = json.loads(cli("validate", tmp_path / "model.int8.onnx", "--run", gru_text, "--json").stdout)
+    assert not [c for c in checks["checks"] if c["status"] == "fail"], checks["checks"]
+
+
+def test_quantize_measures_the_batch_sizes_asked_for(cli, lstm, tmp_path):
+    model = _copy(lstm, tmp_path)
+    res = cli("quantize", model, "--mode", "dynamic", "--max-drop", "0.5", "--batch", "8", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["batches"] == [8] and list(report["fp32"]["p50_ms"]) == ["8"]
+    assert all(list(c["speedup"]) == ["8"] for c in report["candidates"] if not c["error"])
+    table = cli("quantize", model, "--mode", "dynamic", "--max-drop", "0.5", "--batch", "2,8").output
+    assert "b2 ms" in table and "×b8" in table and "b64" not in table
 
 
 def test_forced_mode_over_budget_is_refused_and_writes_nothing(cli, cnn, tmp_path):
@@ -208,6 +261,8 @@ def test_validate_accepts_a_quantized_variant(cli, lstm, tmp_path):
         (["--provider", "tpu"], "unknown provider 'tpu'"),
         (["--samples", "0"], "--samples must be at least 1"),
         (["--out", "model.int8.txt"], "--out must name a .onnx file"),
+        (["--batch", "1,x"], "--batch must be comma-separated positive integers"),
+        (["--batch", "0"], "--batch must be comma-separated positive integers"),
     ],
 )
 def test_quantize_bad_options(cli, cnn, args, message):

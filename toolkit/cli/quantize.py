@@ -53,6 +53,13 @@ def quantize(
     threads: Annotated[
         int | None, typer.Option(help="Threads for the latency measurement (default: all cores).")
     ] = None,
+    batch: Annotated[
+        str,
+        typer.Option(
+            help="Batch sizes the latency is measured at, comma-separated; auto keeps only a candidate "
+            "faster at every one (a server that batches: --batch 64)."
+        ),
+    ] = "1,64",
     provider: Annotated[
         str,
         typer.Option(
@@ -65,8 +72,8 @@ def quantize(
     """Quantize an exported model to INT8 (static QDQ or dynamic) or FP16, with an accuracy gate.
 
     Every candidate is scored on the validation split (the task's main metric, against fp32 on the same
-    rows) and timed at batch 1 and 64 beside fp32. `auto` keeps the fastest candidate within --max-drop
-    that is faster than fp32; when none fits it retries with the most sensitive nodes left in fp32, and
+    rows) and timed at batch 1 and 64 (--batch) beside fp32. `auto` keeps the fastest candidate within
+    --max-drop that is faster than fp32 at every batch size; when none fits it retries with the most sensitive nodes left in fp32, and
     otherwise keeps fp32 and says so. Writes MODEL.int8.onnx (or .fp16.onnx) and quantize.json.
 
     Exit 1 when a forced --mode exceeds the budget (nothing written unless --force); 2 on bad input.
@@ -75,6 +82,7 @@ def quantize(
 
     if model is None and run is None:
         raise ToolkitError("give the model: toolkit quantize MODEL.onnx (or --run RUN_DIR)")
+    batches = _batches(batch)
     with console.status("quantizing…") as status:
         report = run_quantize(
             model if model is not None else run,
@@ -87,6 +95,7 @@ def quantize(
             force=force,
             samples=samples,
             threads=threads,
+            batches=batches,
             provider=provider,
             progress=lambda m: status.update(f"quantizing: {m}…"),
         )
@@ -106,36 +115,35 @@ def _print_quantize(report: dict[str, Any]) -> None:
         f"{_drop(report['max_drop'], kind)} ({kind}) on {report['data']['validation_samples']} validation rows"
     )
     t = Table(title=escape(title), title_justify="left")
-    for col in ("candidate", metric, "drop", "gate", "b1 ms", "b64 ms", "×b1", "×b64", "size"):
+    batches = [str(b) for b in report["batches"]]
+    cols = ["candidate", metric, "drop", "gate", *(f"b{b} ms" for b in batches), *(f"×b{b}" for b in batches)]
+    for col in [*cols, "size"]:
         t.add_column(col, justify="left" if col in ("candidate", "gate") else "right")
     fp = report["fp32"]
+    ones = ["1.00×"] * len(batches)
     t.add_row(
         "fp32",
         f"{fp['metric']:.4g}",
         "",
         "",
-        _ms(fp["p50_ms"].get("1")),
-        _ms(fp["p50_ms"].get("64")),
-        "1.00×",
-        "1.00×",
+        *(_ms(fp["p50_ms"].get(b)) for b in batches),
+        *ones,
         _size(fp["bytes"]),
     )
     for c in report["candidates"]:
         name = escape(c["name"]) + (" [bold green]← kept[/]" if c["name"] == report["chosen"] else "")
         if c["error"]:
-            t.add_row(name, "", "", "[yellow]error[/]", escape(c["error"][:60]), "", "", "", "")
+            blank = [""] * (2 * len(batches))
+            t.add_row(name, "", "", "[yellow]error[/]", escape(c["error"][:60]), *blank[1:], "")
             continue
         gate = "[green]pass[/]" if c["passed_gate"] else "[red]over[/]"
-        sp = c["speedup"]
         t.add_row(
             name,
             f"{c['metric']:.4g}",
             _drop(c["drop"], kind),
             gate,
-            _ms(c["p50_ms"].get("1")),
-            _ms(c["p50_ms"].get("64")),
-            _speed(sp.get("1")),
-            _speed(sp.get("64")),
+            *(_ms(c["p50_ms"].get(b)) for b in batches),
+            *(_speed(c["speedup"].get(b)) for b in batches),
             _size(c["bytes"]),
         )
     console.print(t)
@@ -143,6 +151,17 @@ def _print_quantize(report: dict[str, Any]) -> None:
     console.print(f"{escape(report['decision'])}{where} ({report['seconds']:.1f} s)")
     if report.get("report"):
         console.print(f"report: {escape(report['report'])}")
+
+
+def _batches(text: str) -> list[int]:
+    """ "1,8,64" -> [1, 8, 64]; anything else is a one-line error."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ToolkitError(f"--batch must be comma-separated positive integers (got {text!r})") from None
+    if not batches or min(batches) < 1:
+        raise ToolkitError(f"--batch must be comma-separated positive integers (got {text!r})")
+    return batches
 
 
 def _drop(value: float | None, kind: str) -> str:
@@ -202,10 +221,7 @@ def bench(
     from toolkit.runtime.bench import bench as run_bench
     from toolkit.runtime.bench import plot as draw
 
-    try:
-        batches = [int(b) for b in batch.split(",") if b.strip()]
-    except ValueError:
-        raise ToolkitError(f"--batch must be comma-separated integers (got {batch!r})") from None
+    batches = _batches(batch)
     if rounds < 1:
         raise ToolkitError(f"--rounds must be at least 1 (got {rounds})")
     for m in models:

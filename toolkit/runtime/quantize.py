@@ -58,10 +58,19 @@ EXCLUDE_STEPS = (1, 2, 4, 8)  # sensitive nodes left in fp32 on each retry (capp
 QUANTIZABLE = frozenset(
     {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "Attention", "Gather", "MultiHeadAttention"}
 )
+# Dynamic INT8 leaves alone what costs more than it saves (measured at batch 64, 2 threads): an embedding
+# (Gather) in int8 is dequantized on every call (lstm-text: +134 us on a 1.3 ms model), and a layer whose
+# weight has fewer than SMALL_WEIGHT elements (a 64 x 3 classifier head) runs slower as
+# DynamicQuantizeMatMul than as a float Gemm.
+DYNAMIC_OPS = sorted(QUANTIZABLE - {"Gather"})
+SMALL_WEIGHT = 1024
+# onnxruntime has INT8 kernels for LSTM but not for GRU: dynamic mode rewrites GRUs as a Scan whose recurrent
+# product is INT8 (toolkit.runtime.recurrent; 1.5-1.8x the fp32 GRU op from 128 hidden units on).
+SCAN_INT8_OPS = ("GRU",)
 # What each mode writes, as its metadata records it: (format, weights, activations).
 MODE_FORMATS = {
     "static": ("QDQ", "int8 per channel", "uint8 asymmetric, calibrated"),
-    "dynamic": ("QOperator", "int8 per tensor", "uint8, at run time"),
+    "dynamic": ("QOperator", "int8 per tensor (GRU recurrences: per column)", "uint8, at run time"),
     "fp16": ("float16", "float16", "float16"),
 }
 REPORT_SCHEMA = "toolkit.quantize/1"
@@ -83,6 +92,7 @@ class Candidate:
     latency: dict[int, float] = field(default_factory=dict)  # batch -> p50 ms
     speedup: dict[int, float] = field(default_factory=dict)
     size: int = 0
+    rewrites: list[str] = field(default_factory=list)  # graph rewrites made before quantizing
 
     @property
     def faster(self) -> bool:
@@ -93,6 +103,7 @@ class Candidate:
             "name": self.name,
             "mode": self.mode,
             "excluded_nodes": self.excluded,
+            "rewrites": self.rewrites,
             "error": self.error,
             "metric": self.metric,
             "drop": self.drop,
@@ -225,8 +236,8 @@ def build(
     calib: dict[str, np.ndarray],
     calibration: str,
     exclude: Sequence[str] = (),
-) -> Any:
-    """One quantized ModelProto of the pre-processed model."""
+) -> tuple[Any, list[str]]:
+    """One quantized ModelProto of the pre-processed model, and the graph rewrites made on the way."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -237,6 +248,7 @@ def build(
     )
 
     out = work / f"{mode}-{len(exclude)}.onnx"
+    rewrites: list[str] = []
     if mode == "static":
         method = {
             "minmax": CalibrationMethod.MinMax,
@@ -257,12 +269,23 @@ def build(
             calibration_cache_path=None,
         )
     elif mode == "dynamic":
+        from toolkit.runtime.recurrent import lower
+
+        model = onnx.load(str(pre))
+        lowered, count = lower(model, ops=SCAN_INT8_OPS, int8=True, skip=exclude)
+        if count:
+            rewrites.append(
+                f"{count} {'/'.join(SCAN_INT8_OPS)} op{'s' * (count > 1)} -> Scan, INT8 recurrence"
+            )
+            model, pre = lowered, work / "pre-scan.onnx"
+            onnx.save(model, str(pre))
         quantize_dynamic(
             str(pre),
             str(out),
             per_channel=False,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude),
+            op_types_to_quantize=DYNAMIC_OPS,
+            nodes_to_exclude=list(exclude) + small_layers(model),
         )
     elif mode == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -273,7 +296,21 @@ def build(
         onnx.save(proto, str(out))
     else:
         raise ToolkitError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
-    return onnx.load(str(out))
+    return onnx.load(str(out)), rewrites
+
+
+def small_layers(model: Any) -> list[str]:
+    """Names of the MatMul / Gemm nodes whose constant weight has fewer than SMALL_WEIGHT elements (a Gemm
+    also under the name of the MatMul that the quantizer replaces it with)."""
+    sizes = {i.name: math.prod(i.dims) for i in model.graph.initializer}
+    small = [
+        n
+        for n in model.graph.node
+        if n.op_type in ("MatMul", "Gemm")
+        and len(n.input) > 1
+        and sizes.get(n.input[1], SMALL_WEIGHT) < SMALL_WEIGHT
+    ]
+    return [n.name for n in small] + [f"{n.name}_MatMul" for n in small if n.op_type == "Gemm"]
 
 
 def topological_sort(graph: Any) -> None:
@@ -397,15 +434,16 @@ def measure_speed(
     provider: Resolution,
     rounds: int,
     slice_seconds: float,
+    batches: Sequence[int] = BATCHES,
 ) -> dict[int, float]:
-    """p50 latency of fp32 and every candidate at each of BATCHES, measured in turns; fills speed-ups."""
+    """p50 latency of fp32 and every candidate at each batch size, measured in turns; fills speed-ups."""
     from toolkit.runtime.bench import interleaved
 
     sessions = {"fp32": session(fp32, threads, provider)}
     for c in candidates:
         sessions[c.name] = session(c.proto, threads, provider)
     base: dict[int, float] = {}
-    for b in BATCHES:
+    for b in batches:
         rows = _rows(feeds, b)
         calls = {name: (lambda s=s, rows=rows: s.run(None, rows)) for name, s in sessions.items()}
         times = interleaved(calls, rounds=rounds, slice_seconds=slice_seconds, warmup_seconds=0.1)
@@ -428,6 +466,7 @@ def quantize(
     force: bool = False,
     samples: int | None = None,
     threads: int | None = None,
+    batches: Sequence[int] = BATCHES,
     provider: str = "CPUExecutionProvider",
     rounds: int = 5,
     slice_seconds: float = 0.15,
@@ -467,6 +506,9 @@ def quantize(
         samples = int(recipe_q.get("calibration_samples") or DEFAULT_SAMPLES)
     if samples < 1:
         raise ToolkitError(f"--samples must be at least 1 (got {samples})")
+    batches = sorted({int(b) for b in batches})
+    if not batches or batches[0] < 1:
+        raise ToolkitError(f"batch sizes must be positive integers (got {list(batches)})")
     max_drop = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
     threads = threads or os.cpu_count() or 1
     if out is not None:  # checked before the work, not after it
@@ -505,7 +547,7 @@ def quantize(
         def evaluate(c: Candidate, exclude: Sequence[str] = ()) -> Candidate:
             say(f"building {c.name}")
             try:
-                c.proto = build(c.mode, pre, work, d.feeds_calib, calibration, exclude)
+                c.proto, c.rewrites = build(c.mode, pre, work, d.feeds_calib, calibration, exclude)
                 out = run_all(session(c.proto, threads, provider), d.feeds_val)
             except Exception as exc:  # a candidate the graph does not fit: reported, not fatal
                 c.error = _first_line(exc)
@@ -537,7 +579,9 @@ def quantize(
     built = [c for c in candidates if c.proto is not None]
     say("measuring latency")
     base_latency = (
-        measure_speed(fp32, built, d.feeds_val, threads, provider, rounds, slice_seconds) if built else {}
+        measure_speed(fp32, built, d.feeds_val, threads, provider, rounds, slice_seconds, batches)
+        if built
+        else {}
     )
 
     chosen, decision, refused = choose(candidates, mode, force, metric, direction, max_drop)
@@ -560,6 +604,7 @@ def quantize(
             if chosen_to_write.mode == "static"
             else None,
             "excluded_nodes": chosen_to_write.excluded,
+            "rewrites": chosen_to_write.rewrites,
             "metric": metric,
             "direction": direction,
             "drop_kind": "absolute" if direction == "max" else "relative",
@@ -602,6 +647,7 @@ def quantize(
         },
         "calibration": calibration,
         "threads": threads,
+        "batches": batches,
         "provider": running,
         "provider_fallback": fallback,
         "fp32": {
