@@ -49,7 +49,9 @@ def _model(
         ins = [x, p + "W", p + "R"]
         if bias or initial:
             if bias:
-                inits.append(nh.from_array(rng.normal(0, 0.3, (1, 2 * g * HIDDEN)).astype(np.float32), p + "B"))
+                inits.append(
+                    nh.from_array(rng.normal(0, 0.3, (1, 2 * g * HIDDEN)).astype(np.float32), p + "B")
+                )
             ins.append(p + "B" if bias else "")
         if initial:
             ins += ["", p + "h0"] + ([p + "c0"] if kind == "LSTM" else [])
