@@ -161,6 +161,22 @@ def test_quantize_measures_the_batch_sizes_asked_for(cli, lstm, tmp_path):
     assert "b2 ms" in table and "×b8" in table and "b64" not in table
 
 
+def test_a_mode_that_finds_nothing_to_quantize_says_so(cli, workdir, tmp_path):
+    from toolkit.export import export_run
+    from toolkit.train import train
+
+    run = workdir / "mlp-small"  # every layer under SMALL_WEIGHT: dynamic mode leaves it all in float
+    train("mlp-tabular", overrides=["model.hidden=[8]", "train.epochs=1", "train.patience=0"], out=run)
+    export_run(run)
+    model = _copy(run, tmp_path)
+    assert_one_line_error(cli("quantize", model, "--mode", "dynamic"), "finds nothing to quantize")
+    assert not (tmp_path / "model.int8.onnx").exists()
+    res = cli("quantize", model, "--json")  # auto: static remains a contender, dynamic is an error row
+    assert res.exit_code == 0, res.output
+    rows = {c["name"]: c for c in json.loads(res.stdout)["candidates"]}
+    assert "nothing to quantize" in rows["dynamic"]["error"] and rows["static"]["error"] is None
+
+
 def test_forced_mode_over_budget_is_refused_and_writes_nothing(cli, cnn, tmp_path):
     model = _copy(cnn, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -207,7 +223,8 @@ def test_choose_rules():
     fast_bad = _cand("static", 0.05, 2.0, 3.0, gate=False)
     slow_ok = _cand("dynamic", 0.0, 0.3, 0.1)
     half = _cand("static -1 node", 0.0, 0.9, 2.5)  # faster at 64 but slower at 1: not faster
-    chosen, decision, refused = choose([fast_bad, slow_ok, half], "auto", False, "accuracy", "max", 0.01)
+    tie = _cand("dynamic -1 node", 0.0, 1.03, 1.02)  # within timing noise of fp32: not faster
+    chosen, decision, refused = choose([fast_bad, slow_ok, half, tie], "auto", False, "accuracy", "max", 0.01)
     assert chosen is None and decision.startswith("kept fp32") and "slower" in decision and refused is None
     good = _cand("static -2 nodes", 0.004, 1.2, 2.0)
     better = _cand("fp16", 0.0, 1.1, 2.5)
@@ -304,7 +321,7 @@ def test_bench_report_schema_and_plot(cli, cnn, tmp_path):
 def test_bench_bad_input(cli, cnn, tmp_path):
     assert_one_line_error(cli("bench", cnn / "model.onnx", "--batch", "1,x"), "--batch must be")
     assert_one_line_error(cli("bench", tmp_path / "missing.onnx"), "model not found")
-    assert_one_line_error(cli("bench", cnn / "model.onnx", "--batch", "0"), "batch sizes must be positive")
+    assert_one_line_error(cli("bench", cnn / "model.onnx", "--batch", "0"), "--batch must be comma-separated positive")
 
 
 def test_quantize_and_bench_run_without_torch(cnn, tmp_path):

@@ -17,7 +17,8 @@ Candidates (onnxruntime.quantization, after its pre-processing: shape inference 
   runs but is slow, so `auto` only tries it on a GPU provider).
 
 `mode="auto"` tries every candidate that fits the graph and keeps the fastest that passes the accuracy
-gate and is faster than fp32 at both batch sizes. When none passes the gate, it retries with the most
+gate and is at least 5% faster than fp32 at every batch size measured (default 1 and 64); a candidate in
+which nothing was quantized is an error, not a contender. When none passes the gate, it retries with the most
 sensitive nodes left in fp32: the quantized and fp32 models run the same validation rows with every
 intermediate tensor as an output, and the nodes whose outputs gain the most error over their inputs are
 excluded first (1, 2, 4, ... of them). If still none fits, fp32 is kept and the report says why.
@@ -54,6 +55,9 @@ DEFAULT_SAMPLES = 256  # calibration rows from the train split (recipe key quant
 ERROR_METRICS = frozenset({"mse", "rmse", "mae", "mape", "recon_mse"})
 BATCHES = (1, 64)
 EVAL_BATCH = 64
+# "Faster" means at least this much faster at every batch size: two timings of the same model differ by a
+# few percent on a shared machine, and auto must not keep a variant on the strength of noise.
+MIN_SPEEDUP = 1.05
 EXCLUDE_STEPS = (1, 2, 4, 8)  # sensitive nodes left in fp32 on each retry (capped at a quarter of them)
 QUANTIZABLE = frozenset(
     {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "Attention", "Gather", "MultiHeadAttention"}
@@ -96,7 +100,7 @@ class Candidate:
 
     @property
     def faster(self) -> bool:
-        return bool(self.speedup) and all(s > 1.0 for s in self.speedup.values())
+        return bool(self.speedup) and all(s >= MIN_SPEEDUP for s in self.speedup.values())
 
     def row(self) -> dict[str, Any]:
         return {
@@ -297,6 +301,28 @@ def build(
     else:
         raise ToolkitError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
     return onnx.load(str(out)), rewrites
+
+
+def low_precision_weights(model: Any) -> int:
+    """How many constant tensors (subgraphs included) are int8, uint8 or float16: none means that a
+    "quantized" graph computes everything in fp32 (the quantizer only rewired it)."""
+    from onnx import TensorProto
+
+    kinds = {TensorProto.INT8, TensorProto.UINT8, TensorProto.FLOAT16}
+    count = 0
+
+    def walk(graph: Any) -> None:
+        nonlocal count
+        count += sum(t.data_type in kinds for t in graph.initializer)
+        for n in graph.node:
+            for a in n.attribute:
+                if a.type == a.TENSOR:
+                    count += a.t.data_type in kinds
+                for g in [a.g] if a.g.node else list(a.graphs):
+                    walk(g)
+
+    walk(model.graph)
+    return count
 
 
 def small_layers(model: Any) -> list[str]:
@@ -548,6 +574,8 @@ def quantize(
             say(f"building {c.name}")
             try:
                 c.proto, c.rewrites = build(c.mode, pre, work, d.feeds_calib, calibration, exclude)
+                if not low_precision_weights(c.proto):
+                    raise ToolkitError(f"{c.mode} mode finds nothing to quantize in this graph")
                 out = run_all(session(c.proto, threads, provider), d.feeds_val)
             except Exception as exc:  # a candidate the graph does not fit: reported, not fatal
                 c.error = _first_line(exc)
@@ -675,7 +703,8 @@ def choose(
     """(the candidate to write or None, the decision in words, the refusal message or None).
 
     auto: the candidate with the best speed-up (geometric over the batch sizes) among those that pass
-    the gate AND are faster than fp32 at every batch size measured; none -> fp32 is kept. A forced mode:
+    the gate AND are MIN_SPEEDUP times faster than fp32 at every batch size measured; none -> fp32 is
+    kept. A forced mode:
     the first try of that mode within the budget; when every try is over budget, the least bad one is
     refused (or written, marked as failing the gate, with force)."""
     built = [c for c in candidates if c.proto is not None]

@@ -15,7 +15,7 @@ runs as onnxruntime's DynamicQuantizeMatMul (com.microsoft; the hidden state qua
 then the u8 x s8 MLAS kernel): the INT8 GRU that onnxruntime lacks. The input projection stays a plain MatMul
 for the caller's quantizer (dynamic INT8) to take. Measured at batch 64, 32 steps, 2 threads, against the GRU
 op in fp32: 1.1-1.35x at 64 hidden units (every step also pays some ten small element-wise nodes), 1.5-1.8x
-at 128, 1.5-1.9x at 256 (bench/recurrent_int8.py).
+at 128, 1.5-1.9x at 256 (random weights; trained models: bench/results/pipeline.md).
 
 Only what PyTorch exports is rewritten: one direction (forward), no sequence_lens, no peepholes, default
 activations, no clip, layout 0, GRU with linear_before_reset=1. Anything else is left as it was.
