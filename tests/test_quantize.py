@@ -321,7 +321,9 @@ def test_bench_report_schema_and_plot(cli, cnn, tmp_path):
 def test_bench_bad_input(cli, cnn, tmp_path):
     assert_one_line_error(cli("bench", cnn / "model.onnx", "--batch", "1,x"), "--batch must be")
     assert_one_line_error(cli("bench", tmp_path / "missing.onnx"), "model not found")
-    assert_one_line_error(cli("bench", cnn / "model.onnx", "--batch", "0"), "--batch must be comma-separated positive")
+    assert_one_line_error(
+        cli("bench", cnn / "model.onnx", "--batch", "0"), "--batch must be comma-separated positive"
+    )
 
 
 def test_quantize_and_bench_run_without_torch(cnn, tmp_path):
