@@ -219,13 +219,18 @@ def _input_kind(meta: dict) -> str:
     return "image" if port.get("layout") == "NCHW" else "tabular"
 
 
-def test_plain_rnn_is_exported_as_a_scan_and_lstm_gru_keep_their_ops(exported):
-    """onnxruntime's RNN kernel is slower than a Scan of MatMul + Tanh (and than PyTorch at batch 64): the
-    export rewrites it, says so in the provenance, and the parity check above covers the rewritten graph."""
+def test_slow_ops_are_rewritten_and_lstm_gru_keep_their_ops(exported):
+    """onnxruntime's RNN kernel is slower than a Scan of MatMul + Tanh, its strided ConvTranspose slower than
+    Conv + DepthToSpace (both slower than PyTorch at batch 64): the export rewrites them, says so in the
+    provenance, and the parity check above covers the rewritten graphs."""
     rnn = onnx.load(exported("rnn-forecast").path)
     ops = {n.op_type for n in rnn.graph.node}
     assert "Scan" in ops and "RNN" not in ops, ops
     assert exported("rnn-forecast").metadata["provenance"]["rewrites"] == ["1 RNN op -> Scan"]
+    gan = exported("gan-image")
+    assert {n.op_type for n in onnx.load(gan.path).graph.node} >= {"Conv", "DepthToSpace"}
+    assert "ConvTranspose" not in {n.op_type for n in onnx.load(gan.path).graph.node}
+    assert gan.metadata["provenance"]["rewrites"] == ["2 ConvTranspose ops -> Conv + DepthToSpace"]
     for name, op in (("lstm-forecast", "LSTM"), ("gru-forecast", "GRU")):
         result = exported(name)
         assert op in {n.op_type for n in onnx.load(result.path).graph.node}

@@ -38,15 +38,12 @@ import torch
 import torch.nn as nn
 
 from toolkit.errors import ToolkitError
+from toolkit.runtime.rewrite import for_export as rewrite_for_export
 from toolkit.runtime.schema import SCHEMA  # one definition, shared with the torch-free readers
 
 DEFAULT_OPSET = 18  # both exporters write it natively (dynamo: 18 and up); onnxruntime >= 1.14 runs it
 MIN_OPSET = 13  # the TorchScript exporter's LSTM/GRU and slicing need dynamic-shape ops from 13 on
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
-# Recurrent ops rewritten as a standard Scan after export (toolkit.runtime.recurrent), where onnxruntime's
-# own kernel is the slower one: its plain RNN op ran a 64-unit Elman RNN at batch 64 4x slower than the Scan
-# (slower than PyTorch eager); its GRU and LSTM kernels beat the Scan, so they stay.
-REWRITES = ("RNN",)
 
 # Parity: every output, at every probed shape, within |onnx - torch| <= ATOL + RTOL * |torch|.
 ATOL, RTOL = 1e-4, 1e-3
@@ -452,7 +449,7 @@ def _export_graph(sig: Signature, opset: int, exporters: list[str], common: dict
         t0 = time.perf_counter()
         try:
             proto = EXPORTERS[name](sig, opset)
-            proto, rewrites = _rewrite(proto)
+            proto, rewrites = rewrite_for_export(proto)  # where onnxruntime's own kernel is the slow one
             _declare_shapes(proto, sig)
             _check(proto, sig, opset)
             parity = check_parity(sig, proto.SerializeToString())
@@ -467,14 +464,6 @@ def _export_graph(sig: Signature, opset: int, exporters: list[str], common: dict
     if len(failures) == 1:
         raise ToolkitError(failures[0][1])
     raise ToolkitError("; ".join(f"{name} exporter: {msg}" for name, msg in failures))
-
-
-def _rewrite(proto: Any) -> tuple[Any, list[str]]:
-    """The REWRITES applied to an exported graph: (graph, what was rewritten, in words)."""
-    from toolkit.runtime.recurrent import lower
-
-    proto, count = lower(proto, ops=REWRITES)
-    return proto, [f"{count} {'/'.join(REWRITES)} op{'s' * (count > 1)} -> Scan"] if count else []
 
 
 def _quiet() -> contextlib.ExitStack:

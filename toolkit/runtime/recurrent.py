@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.runtime.rewrite import prune_initializers
+
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
 
@@ -86,12 +88,7 @@ def lower(
         graph.initializer.extend(tensors)
     del graph.node[:]
     graph.node.extend(new_nodes)
-    # the op's weights are no longer used by anything: drop them
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    used |= {i for n in graph.node for a in n.attribute if a.g.name for sn in a.g.node for i in sn.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    prune_initializers(graph)  # the ops' own weights are no longer read
     if int8 and count and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return model, count

@@ -59,7 +59,7 @@ DOCUMENT: dict[str, Any] = {
         "?torch": str,
         "?onnx": str,
         "?checkpoint": {"file": str, "sha256": str},
-        "?rewrites": [str],  # graph rewrites applied after the exporter (see toolkit.export.REWRITES)
+        "?rewrites": [str],  # graph rewrites applied after the exporter (toolkit.runtime.rewrite)
     },
     "parity": {"atol": float, "rtol": float, "cases": int, "outputs": dict},
     # Written by `toolkit quantize` into model.int8.onnx / model.fp16.onnx (absent from fp32 models).
