@@ -7,8 +7,10 @@ given files (fp32, quantized, ...) and, with a run directory, PyTorch eager from
 Each contender runs in a fresh subprocess (`python -m toolkit.runtime.bench`), so peak RSS is its own and
 a PyTorch import cannot slow or bloat an ORT measurement. The contenders take turns: every round runs each
 of them once for a short slice of time, for several rounds, and the percentiles are taken over all slices
-together — a burst of load from another process on a shared machine then hits every contender alike
-instead of the one that happened to run at that moment.
+together. Speed-ups are paired: within each round the contenders ran seconds apart, so the ratio of their
+slice medians is taken per round and the median of those ratios reported. A burst of load from another
+tenant of a shared machine (which moved single timings here by 2x within minutes) then cancels out instead
+of landing on whichever contender happened to run.
 
 Inputs are synthetic but shaped by the metadata: normal values for float inputs, token ids drawn from the
 vocabulary (texts of SEQUENCE_LENGTH tokens), vocabulary words for string inputs, class indices for labels.
@@ -36,8 +38,8 @@ from toolkit.errors import ToolkitError
 BATCHES = (1, 8, 64)
 SEQUENCE_LENGTH = 32  # tokens per synthetic text (capped at the tokenizer's max_length)
 WARMUP_SECONDS = 0.3
-SLICE_SECONDS = 0.25  # one contender's turn in a round
-ROUNDS = 5
+SLICE_SECONDS = 0.15  # one contender's turn in a round
+ROUNDS = 7
 # Pause between two turns: onnxruntime's and OpenMP's worker threads keep spinning for a while after a call
 # and would take CPU from the next one (measured: up to 2x on 2 cores). Contender processes are also
 # stopped outright while another one runs (_only).
@@ -107,16 +109,24 @@ def interleaved(
     rounds: int = ROUNDS,
     slice_seconds: float = SLICE_SECONDS,
     warmup_seconds: float = WARMUP_SECONDS,
-) -> dict[str, list[float]]:
-    """Latencies (ms) of several in-process callables measured in turns (warm-up first, not counted)."""
+) -> dict[str, list[list[float]]]:
+    """Latencies (ms) of several in-process callables measured in turns (warm-up first, not counted):
+    for each callable, one list of latencies per round."""
     for fn in calls.values():
         time_slice(fn, warmup_seconds)
-    times: dict[str, list[float]] = {k: [] for k in calls}
+    times: dict[str, list[list[float]]] = {k: [] for k in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
-            times[name] += time_slice(fn, slice_seconds)
+            times[name].append(time_slice(fn, slice_seconds))
             time.sleep(SETTLE_SECONDS)  # one session's spinning threads must not slow the next one
     return times
+
+
+def paired_speedup(reference: Sequence[Sequence[float]], other: Sequence[Sequence[float]]) -> float:
+    """How many times faster `other` ran than `reference`: per round the ratio of their median latencies,
+    then the median over rounds (rounds pair measurements taken seconds apart)."""
+    ratios = [float(np.median(r) / np.median(o)) for r, o in zip(reference, other) if len(r) and len(o)]
+    return float(np.median(ratios)) if ratios else float("nan")
 
 
 def ort_session(path: str | Path, threads: int | None, provider: str = "CPUExecutionProvider") -> Any:
@@ -360,13 +370,13 @@ def bench(
         for name, job, _ in contenders:
             say(f"loading {name}")
             procs.append(Contender(name, job))
-        times: dict[tuple[str, int], list[float]] = {(c.name, b): [] for c in procs for b in batches}
+        times: dict[tuple[str, int], list[list[float]]] = {(c.name, b): [] for c in procs for b in batches}
         for r in range(rounds):
             say(f"round {r + 1}/{rounds}")
             for b in batches:
                 for c in procs:
                     with _only(c, procs):
-                        times[(c.name, b)] += c.turn(b, slice_seconds)
+                        times[(c.name, b)].append(c.turn(b, slice_seconds))
         peaks = {c.name: c.finish() for c in procs}
     finally:
         for c in procs:
@@ -382,7 +392,8 @@ def bench(
                     "model": str(file),
                     "provider": job.get("provider"),
                     "batch": b,
-                    **summarize(times[(name, b)], b),
+                    **summarize([t for turn in times[(name, b)] for t in turn], b),
+                    "round_p50_ms": [float(np.median(turn)) for turn in times[(name, b)]],
                     "size_bytes": file.stat().st_size,
                     "peak_rss_mb": peaks[name],
                     "load_s": c.load_s,
@@ -408,13 +419,21 @@ def bench(
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:
-    """Each row's speed-up over ORT fp32 (the first fp32 contender) and over PyTorch eager, same batch."""
+    """Each row's speed-up over ORT fp32 (the first fp32 contender) and over PyTorch eager, same batch:
+    paired per round (paired_speedup)."""
     for ref_name, key in (("ort fp32", "vs_ort_fp32"), ("pytorch eager", "vs_pytorch")):
         for row in rows:
             ref = next(
                 (r for r in rows if r["contender"].startswith(ref_name) and r["batch"] == row["batch"]), None
             )
-            row[key] = ref["p50_ms"] / row["p50_ms"] if ref and row["p50_ms"] > 0 else None
+            if ref is None:
+                row[key] = None
+            elif ref is row:
+                row[key] = 1.0
+            else:
+                row[key] = paired_speedup(
+                    [[t] for t in ref["round_p50_ms"]], [[t] for t in row["round_p50_ms"]]
+                )
 
 
 def plot(report: dict[str, Any], path: str | Path) -> Path | None:

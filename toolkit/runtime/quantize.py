@@ -68,10 +68,6 @@ QUANTIZABLE = frozenset(
 # DynamicQuantizeMatMul than as a float Gemm.
 DYNAMIC_OPS = sorted(QUANTIZABLE - {"Gather"})
 SMALL_WEIGHT = 1024
-# Static INT8 leaves in float a convolution whose reduction (input channels x kernel area) is shorter than
-# this: the digits CNN's first conv (1 channel, 3x3) ran 3.6x *slower* as QLinearConv than in fp32 at batch
-# 64, while its deeper convs ran 2.6-2.9x faster (the usual "first layer in float" rule, measured).
-SHALLOW_CONV = 64
 # onnxruntime has INT8 kernels for LSTM but not for GRU: dynamic mode rewrites GRUs as a Scan whose recurrent
 # product is INT8 (toolkit.runtime.recurrent; 1.5-1.8x the fp32 GRU op from 128 hidden units on).
 SCAN_INT8_OPS = ("GRU",)
@@ -272,7 +268,7 @@ def build(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude) + output_nodes(model) + shallow_convs(model),
+            nodes_to_exclude=list(exclude) + output_nodes(model),
             calibrate_method=method,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             calibration_cache_path=None,
@@ -335,20 +331,6 @@ def output_nodes(model: Any) -> list[str]:
     thresholds) for a few microseconds saved."""
     outputs = {o.name for o in model.graph.output}
     return [n.name for n in model.graph.node if n.name and outputs.intersection(n.output)]
-
-
-def shallow_convs(model: Any) -> list[str]:
-    """Names of the Conv nodes whose constant weight [C_out, C_in, kh, kw] reduces over fewer than
-    SHALLOW_CONV values (C_in * kh * kw)."""
-    dims = {i.name: list(i.dims) for i in model.graph.initializer}
-    return [
-        n.name
-        for n in model.graph.node
-        if n.op_type == "Conv"
-        and len(n.input) > 1
-        and len(dims.get(n.input[1], [])) >= 3
-        and math.prod(dims[n.input[1]][1:]) < SHALLOW_CONV
-    ]
 
 
 def small_layers(model: Any) -> list[str]:
@@ -488,8 +470,9 @@ def measure_speed(
     slice_seconds: float,
     batches: Sequence[int] = BATCHES,
 ) -> dict[int, float]:
-    """p50 latency of fp32 and every candidate at each batch size, measured in turns; fills speed-ups."""
-    from toolkit.runtime.bench import interleaved
+    """p50 latency of fp32 and every candidate at each batch size, measured in turns; fills speed-ups
+    (paired per round: toolkit.runtime.bench.paired_speedup)."""
+    from toolkit.runtime.bench import interleaved, paired_speedup
 
     sessions = {"fp32": session(fp32, threads, provider)}
     for c in candidates:
@@ -499,10 +482,10 @@ def measure_speed(
         rows = _rows(feeds, b)
         calls = {name: (lambda s=s, rows=rows: s.run(None, rows)) for name, s in sessions.items()}
         times = interleaved(calls, rounds=rounds, slice_seconds=slice_seconds, warmup_seconds=0.1)
-        base[b] = float(np.median(times["fp32"]))
+        base[b] = float(np.median(np.concatenate(times["fp32"])))
         for c in candidates:
-            c.latency[b] = float(np.median(times[c.name]))
-            c.speedup[b] = base[b] / c.latency[b] if c.latency[b] > 0 else float("inf")
+            c.latency[b] = float(np.median(np.concatenate(times[c.name])))
+            c.speedup[b] = paired_speedup(times["fp32"], times[c.name])
     return base
 
 
@@ -520,8 +503,8 @@ def quantize(
     threads: int | None = None,
     batches: Sequence[int] = BATCHES,
     provider: str = "CPUExecutionProvider",
-    rounds: int = 5,
-    slice_seconds: float = 0.15,
+    rounds: int = 9,
+    slice_seconds: float = 0.08,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Quantize MODEL (see the module docstring). Returns the report (also quantize.json beside the model).
