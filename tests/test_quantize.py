@@ -229,6 +229,9 @@ def test_choose_rules():
     tie = _cand("dynamic -1 node", 0.0, 1.03, 1.02)  # within timing noise of fp32: not faster
     chosen, decision, refused = choose([fast_bad, slow_ok, half, tie], "auto", False, "accuracy", "max", 0.01)
     assert chosen is None and decision.startswith("kept fp32") and "slower" in decision and refused is None
+    even = _cand("dynamic -2 nodes", 0.0, 1.0, 1.4)  # a tie at batch 1, clearly faster at 64: kept
+    chosen, decision, _ = choose([fast_bad, half, tie, even], "auto", False, "accuracy", "max", 0.01)
+    assert chosen is even and decision == "kept dynamic -2 nodes"
     good = _cand("static -2 nodes", 0.004, 1.2, 2.0)
     better = _cand("fp16", 0.0, 1.1, 2.5)
     chosen, decision, _ = choose([fast_bad, good, better, slow_ok], "auto", False, "accuracy", "max", 0.01)
