@@ -339,6 +339,16 @@ def test_paired_speedup_cancels_load_that_hits_one_round():
     assert pooled < 1  # a ratio of pooled medians would call B the slower one
 
 
+def test_bench_tells_apart_two_fp32_models_of_the_same_name(cli, cnn, tmp_path):
+    a, b = _copy(cnn, tmp_path / "a"), _copy(cnn, tmp_path / "b")
+    out = tmp_path / "b.json"
+    res = cli("bench", a, b, "--batch", "2", "--rounds", "1", "--threads", "1", "--json", out)
+    assert res.exit_code == 0, res.output
+    names = [r["contender"] for r in json.loads(out.read_text())["results"]]
+    assert names == ["ort fp32 [a/model.onnx]", "ort fp32 [b/model.onnx]"]
+    assert_one_line_error(cli("bench", a, a, "--rounds", "1"), "given twice")
+
+
 def test_bench_bad_input(cli, cnn, tmp_path):
     assert_one_line_error(cli("bench", cnn / "model.onnx", "--batch", "1,x"), "--batch must be")
     assert_one_line_error(cli("bench", tmp_path / "missing.onnx"), "model not found")

@@ -361,7 +361,10 @@ def bench(
         for p in providers:
             label = _variant(meta) + ("" if parse(p).provider == CPU else f" ({_provider_label(p)})")
             if len(paths) > 1 and sum(_variant(m) == _variant(meta) for m in metas) > 1:
-                label += f" [{path.name}]"
+                same_name = sum(q.name == path.name for q in paths) > 1
+                label += f" [{path.parent.name}/{path.name}]" if same_name else f" [{path.name}]"
+            if any(label == c[0] for c in contenders):
+                raise ToolkitError(f"{path} is given twice (as {label!r}): give each model once")
             contenders.append((label, {**base, "kind": "ort", "path": str(path), "provider": p}, path))
 
     say = progress or (lambda _msg: None)
