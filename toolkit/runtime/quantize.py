@@ -504,7 +504,7 @@ def quantize(
     threads: int | None = None,
     batches: Sequence[int] = BATCHES,
     provider: str = "CPUExecutionProvider",
-    rounds: int = 9,
+    rounds: int = 7,
     slice_seconds: float = 0.08,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
