@@ -15,8 +15,6 @@ import torch.nn as nn
 
 from toolkit.models import register_model
 
-MASKED = -1e9  # added to the attention score of a padding key: its weight after softmax is exactly 0
-
 
 def sinusoidal_table(max_length: int, d_model: int) -> torch.Tensor:
     pos = torch.arange(max_length, dtype=torch.float32)[:, None]
@@ -41,7 +39,7 @@ class SelfAttention(nn.Module):
             self.qkv(x).reshape(b, t, 3, self.heads, self.d_head).permute(2, 0, 3, 1, 4)
         )  # 3 x (B, H, T, Dh)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, T, T)
-        if mask is not None:  # (B, 1, 1, T): 0 at real keys, MASKED at padding keys
+        if mask is not None:  # (B, 1, 1, T): 0 at real keys, the dtype's lowest value at padding keys
             scores = scores + mask
         attn = self.drop(torch.softmax(scores, dim=-1))
         return self.out((attn @ v).transpose(1, 2).reshape(b, t, d))
@@ -76,10 +74,12 @@ class Encoder(nn.Module):
 
     def forward(self, h: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:  # (B, T, D)
         h = self.drop(h + self.pos[: h.shape[1]])
-        # padding keys (keep False) get MASKED added to their scores, computed once for every layer: an
-        # addition broadcasts fast in onnxruntime, a masked_fill (Where) over (B, H, T, T) took a sixth of
-        # transformer-text's time at batch 64
-        mask = None if keep is None else ((~keep).to(h.dtype) * MASKED)[:, None, None, :]
+        # padding keys (keep False) get the dtype's lowest finite value added to their scores (weight 0
+        # after softmax; finite, so a text of padding only still gives numbers under fp16 autocast),
+        # computed once for every layer: an addition broadcasts fast in onnxruntime, while a masked_fill
+        # (Where) over (B, H, T, T) in each layer took a sixth of transformer-text's time at batch 64
+        lowest = torch.finfo(h.dtype).min
+        mask = None if keep is None else ((~keep).to(h.dtype) * lowest)[:, None, None, :]
         for layer in self.layers:
             h = layer(h, mask)
         return self.norm(h)
