@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.runtime.rewrite import prune_initializers
+from toolkit.runtime.rewrite import replace_nodes
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
@@ -72,23 +72,13 @@ def lower(
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    new_nodes: list[Any] = []
-    count = 0
-    for node in graph.node:
+    def replace(node: Any, inits: dict[str, Any]) -> tuple[list[Any], list[Any]] | None:
         if node.op_type not in ops or node.name in skip or not lowerable(node, inits):
-            new_nodes.append(node)
-            continue
-        count += 1
+            return None
         arrays = {k: numpy_helper.to_array(inits[k]) for k in node.input[1:4] if k}
-        nodes, tensors = _rewrite(node, arrays, f"{node.name or node.output[0]}/scan{count}", int8)
-        new_nodes.extend(nodes)
-        graph.initializer.extend(tensors)
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    prune_initializers(graph)  # the ops' own weights are no longer read
+        return _rewrite(node, arrays, f"{node.name or node.output[0]}/scan", int8)
+
+    model, count = replace_nodes(model, replace)
     if int8 and count and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return model, count

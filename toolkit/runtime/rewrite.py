@@ -10,7 +10,11 @@ LSTM and GRU keep their ops: onnxruntime's kernels for those beat the Scan.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+# node, the graph's initializers by name -> (nodes, initializers) that replace it, or None to keep it
+Replacement = Callable[[Any, dict[str, Any]], "tuple[list[Any], list[Any]] | None"]
 
 
 def for_export(model: Any) -> tuple[Any, list[str]]:
@@ -25,6 +29,30 @@ def for_export(model: Any) -> tuple[Any, list[str]]:
     if count:
         done.append(f"{count} ConvTranspose op{'s' * (count > 1)} -> Conv + DepthToSpace")
     return model, done
+
+
+def replace_nodes(model: Any, replace: Replacement) -> tuple[Any, int]:
+    """A copy of `model` in which every top-level node that `replace` returns a replacement for is
+    replaced (the initializers nothing reads any more dropped); (model, how many were replaced)."""
+    import onnx
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes: list[Any] = []
+    count = 0
+    for node in graph.node:
+        new = replace(node, inits)
+        if new is None:
+            nodes.append(node)
+            continue
+        count += 1
+        nodes += new[0]
+        graph.initializer.extend(new[1])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    prune_initializers(graph)
+    return model, count
 
 
 def prune_initializers(graph: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.runtime.rewrite import prune_initializers
+from toolkit.runtime.rewrite import replace_nodes
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -78,43 +78,34 @@ def conv_weights(w: np.ndarray, stride: int, pad: int) -> tuple[np.ndarray, int,
 
 def lower(model: Any) -> tuple[Any, int]:
     """A copy of `model` with every rewritable ConvTranspose replaced; (model, how many were replaced)."""
-    import onnx
+    return replace_nodes(model, _replace)
+
+
+def _replace(node: Any, inits: dict[str, Any]) -> tuple[list[Any], list[Any]] | None:
+    """Conv + DepthToSpace (and their weights) for a rewritable ConvTranspose; None for any other node."""
     from onnx import helper as oh
     from onnx import numpy_helper as nh
 
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    nodes: list[Any] = []
-    count = 0
-    for node in graph.node:
-        if not rewritable(node, inits):
-            nodes.append(node)
-            continue
-        count += 1
-        a = _attrs(node)
-        s, pad = a["strides"][0], a.get("pads", [0])[0]
-        w = nh.to_array(inits[node.input[1]])
-        v, before, after = conv_weights(w, s, pad)
-        p = f"{node.name or node.output[0]}/subpixel"
-        graph.initializer.append(nh.from_array(v, f"{p}/W"))
-        conv_in = [node.input[0], f"{p}/W"]
-        if len(node.input) > 2 and node.input[2]:
-            bias = nh.to_array(inits[node.input[2]])
-            graph.initializer.append(nh.from_array(np.repeat(bias, s * s), f"{p}/B"))
-            conv_in.append(f"{p}/B")
-        nodes += [
-            oh.make_node(
-                "Conv",
-                conv_in,
-                [f"{p}/phases"],
-                name=f"{p}/conv",
-                kernel_shape=list(v.shape[2:]),
-                pads=[before, before, after, after],
-            ),
-            oh.make_node("DepthToSpace", [f"{p}/phases"], list(node.output), name=p, blocksize=s, mode="CRD"),
-        ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    prune_initializers(graph)
-    return model, count
+    if not rewritable(node, inits):
+        return None
+    a = _attrs(node)
+    s, pad = a["strides"][0], a.get("pads", [0])[0]
+    v, before, after = conv_weights(nh.to_array(inits[node.input[1]]), s, pad)
+    p = f"{node.name or node.output[0]}/subpixel"
+    tensors = [nh.from_array(v, f"{p}/W")]
+    conv_in = [node.input[0], f"{p}/W"]
+    if len(node.input) > 2 and node.input[2]:
+        tensors.append(nh.from_array(np.repeat(nh.to_array(inits[node.input[2]]), s * s), f"{p}/B"))
+        conv_in.append(f"{p}/B")
+    conv = oh.make_node(
+        "Conv",
+        conv_in,
+        [f"{p}/phases"],
+        name=f"{p}/conv",
+        kernel_shape=list(v.shape[2:]),
+        pads=[before, before, after, after],
+    )
+    shuffle = oh.make_node(
+        "DepthToSpace", [f"{p}/phases"], list(node.output), name=p, blocksize=s, mode="CRD"
+    )
+    return [conv, shuffle], tensors
