@@ -143,16 +143,21 @@ def _rewrite(node: Any, arrays: dict[str, np.ndarray], p: str, int8: bool) -> tu
             nodes.append(oh.make_node("Identity", [name("zeros")], [name(f"{s}0")]))
         scan_in.append(name(f"{s}0"))
 
+    xs = [name("xp")]
+    if kind == "GRU":  # the gates' and the candidate's input parts, split once for all steps
+        tensors.append(nh.from_array(np.array([2 * h, h], np.int64), name("x_split")))
+        xs = [name("x_zr"), name("x_h")]
+        nodes.append(oh.make_node("Split", [name("xp"), name("x_split")], xs, axis=2))
     body = _body(kind, R, h_bias, h, int8, "Relu" if _relu(node) else "Tanh")
     final = [name(f"{s}_last") for s in states]
     nodes.append(
         oh.make_node(
             "Scan",
-            [*scan_in, name("xp")],
+            [*scan_in, *xs],
             [*final, name("y")],
             name=name("scan"),
             body=body,
-            num_scan_inputs=1,
+            num_scan_inputs=len(xs),
         )
     )
     # the op's outputs: Y [T, 1, B, H], Y_h / Y_c [1, B, H]
@@ -225,7 +230,7 @@ def _body(kind: str, R: np.ndarray, h_bias: np.ndarray | None, h: int, int8: boo
         c = op("Add", [op("Mul", [f, "c_prev"])[0], op("Mul", [i, op("Tanh", [cand])[0]])[0]], out=["c_next"])
         op("Mul", [o, op("Tanh", c)[0]], out=["h_next"])
     else:  # GRU, gate order z, r, h, linear_before_reset=1
-        x_zr, x_h = split("xp", [2 * h, h])
+        x_zr, x_h = "x_zr", "x_h"
         h_zr, h_h = split(hr, [2 * h, h])
         z, r = split(op("Sigmoid", [op("Add", [x_zr, h_zr])[0]])[0], [h, h])
         n = op("Tanh", [op("Add", [x_h, op("Mul", [r, h_h])[0]])[0]])[0]
@@ -235,7 +240,17 @@ def _body(kind: str, R: np.ndarray, h_bias: np.ndarray | None, h: int, int8: boo
     return oh.make_graph(
         nodes,
         f"{kind.lower()}_step",
-        [*state_vi, oh.make_tensor_value_info("xp", TP.FLOAT, ["batch", g * h])],
+        [
+            *state_vi,
+            *(
+                [
+                    oh.make_tensor_value_info("x_zr", TP.FLOAT, ["batch", 2 * h]),
+                    oh.make_tensor_value_info("x_h", TP.FLOAT, ["batch", h]),
+                ]
+                if kind == "GRU"
+                else [oh.make_tensor_value_info("xp", TP.FLOAT, ["batch", g * h])]
+            ),
+        ],
         [
             *(oh.make_tensor_value_info(s, TP.FLOAT, ["batch", h]) for s in out_names),
             oh.make_tensor_value_info("y_t", TP.FLOAT, ["batch", h]),
