@@ -122,6 +122,14 @@ def interleaved(
     return times
 
 
+def batch_sizes(batches: Sequence[int]) -> list[int]:
+    """Sorted, distinct, positive batch sizes; anything else is a one-line error."""
+    sizes = sorted({int(b) for b in batches})
+    if not sizes or sizes[0] < 1:
+        raise ToolkitError(f"batch sizes must be positive integers (got {list(batches)})")
+    return sizes
+
+
 def paired_speedup(reference: Sequence[Sequence[float]], other: Sequence[Sequence[float]]) -> float:
     """How many times faster `other` ran than `reference`: per round the ratio of their median latencies,
     then the median over rounds (rounds pair measurements taken seconds apart)."""
@@ -334,9 +342,7 @@ def bench(
 
     if not models:
         raise ToolkitError("no model to benchmark: give at least one .onnx file")
-    batches = sorted({int(b) for b in batches})
-    if not batches or batches[0] < 1:
-        raise ToolkitError(f"batch sizes must be positive integers (got {list(batches)})")
+    batches = batch_sizes(batches)
     threads = threads or os.cpu_count() or 1
     if threads < 1:
         raise ToolkitError(f"--threads must be at least 1 (got {threads})")

@@ -17,9 +17,9 @@ Candidates (onnxruntime.quantization, after its pre-processing: shape inference 
   runs but is slow, so `auto` only tries it on a GPU provider).
 
 `mode="auto"` tries every candidate that fits the graph and keeps the fastest that passes the accuracy
-gate and is faster than fp32: not slower at any batch size measured (default 1 and 64) and at least 5% faster
-at one of them. A candidate in which nothing was quantized is an error, not a contender. When none passes the gate, it retries with the most
-sensitive nodes left in fp32: the quantized and fp32 models run the same validation rows with every
+gate and is faster than fp32: not slower at any batch size measured (default 1 and 64) and at least 5%
+faster at one of them. A candidate in which nothing was quantized is an error, not a contender. When none
+passes the gate, it retries with the most sensitive nodes left in fp32: the quantized and fp32 models run the same validation rows with every
 intermediate tensor as an output, and the nodes whose outputs gain the most error over their inputs are
 excluded first (1, 2, 4, ... of them). If still none fits, fp32 is kept and the report says why.
 A forced mode whose drop exceeds the budget is refused (nothing written) unless `force`.
@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError
+from toolkit.runtime.bench import batch_sizes
 from toolkit.runtime.model import read_metadata
 from toolkit.runtime.providers import CPU, Resolution, for_model, not_started, resolve, warn
 
@@ -295,8 +296,7 @@ def build(
     elif mode == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        proto = onnx.load(str(pre))
-        proto = convert_float_to_float16(proto, keep_io_types=True, node_block_list=list(exclude) or None)
+        proto = convert_float_to_float16(model, keep_io_types=True, node_block_list=list(exclude) or None)
         topological_sort(proto.graph)  # the converter appends its input casts at the end of the graph
         onnx.save(proto, str(out))
     else:
@@ -309,21 +309,12 @@ def low_precision_weights(model: Any) -> int:
     "quantized" graph computes everything in fp32 (the quantizer only rewired it)."""
     from onnx import TensorProto
 
+    from toolkit.runtime.rewrite import graphs
+
     kinds = {TensorProto.INT8, TensorProto.UINT8, TensorProto.FLOAT16}
-    count = 0
-
-    def walk(graph: Any) -> None:
-        nonlocal count
-        count += sum(t.data_type in kinds for t in graph.initializer)
-        for n in graph.node:
-            for a in n.attribute:
-                if a.type == a.TENSOR:
-                    count += a.t.data_type in kinds
-                for g in [a.g] if a.g.node else list(a.graphs):
-                    walk(g)
-
-    walk(model.graph)
-    return count
+    tensors = [t for g in graphs(model.graph) for t in g.initializer]
+    tensors += [a.t for g in graphs(model.graph) for n in g.node for a in n.attribute if a.type == a.TENSOR]
+    return sum(t.data_type in kinds for t in tensors)
 
 
 def output_nodes(model: Any) -> list[str]:
@@ -542,9 +533,7 @@ def quantize(
         samples = int(recipe_q.get("calibration_samples") or DEFAULT_SAMPLES)
     if samples < 1:
         raise ToolkitError(f"--samples must be at least 1 (got {samples})")
-    batches = sorted({int(b) for b in batches})
-    if not batches or batches[0] < 1:
-        raise ToolkitError(f"batch sizes must be positive integers (got {list(batches)})")
+    batches = batch_sizes(batches)
     max_drop = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
     threads = threads or os.cpu_count() or 1
     if out is not None:  # checked before the work, not after it

@@ -10,7 +10,7 @@ LSTM and GRU keep their ops: onnxruntime's kernels for those beat the Scan.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # node, the graph's initializers by name -> (nodes, initializers) that replace it, or None to keep it
@@ -55,18 +55,18 @@ def replace_nodes(model: Any, replace: Replacement) -> tuple[Any, int]:
     return model, count
 
 
+def graphs(graph: Any) -> Iterator[Any]:
+    """`graph` and every subgraph in it (Scan, Loop and If bodies), depth first."""
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            for sub in [a.g] if a.g.node else list(a.graphs):
+                yield from graphs(sub)
+
+
 def prune_initializers(graph: Any) -> None:
     """Drop the initializers that no node (subgraphs included) and no graph output reads, in place."""
-    used = {o.name for o in graph.output}
-
-    def walk(g: Any) -> None:
-        for n in g.node:
-            used.update(n.input)
-            for a in n.attribute:
-                for sub in [a.g] if a.g.node else list(a.graphs):
-                    walk(sub)
-
-    walk(graph)
+    used = {o.name for o in graph.output} | {i for g in graphs(graph) for n in g.node for i in n.input}
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
