@@ -221,6 +221,8 @@ def open_session(
     res = spec if isinstance(spec, Resolution) else resolve(spec, strict=strict)
     if model_path is None and not isinstance(model, bytes):
         model_path = model
+    if not isinstance(model, bytes):
+        confine_external_data(model)
     entries = for_model(res.entries, model_path)
     session = ort.InferenceSession(
         model if isinstance(model, bytes) else str(model),
@@ -230,6 +232,17 @@ def open_session(
     )
     reason = res.reason or not_started(session, entries[0][0], strict)
     return session, reason
+
+
+def confine_external_data(path: str | Path) -> None:
+    """ToolkitError when the model at `path` names external data outside its own folder (checked before
+    onnxruntime opens anything; see edge.runner.check_external_data)."""
+    from toolkit.runtime.edge.runner import InputError, check_external_data
+
+    try:
+        check_external_data(str(path))
+    except InputError as exc:
+        raise ToolkitError(str(exc)) from None
 
 
 def _refuse_if_strict(reason: str, strict: bool | None) -> None:

@@ -1,7 +1,14 @@
-"""Checkpoints: written atomically; each carries the recipe and preprocessing spec that made it."""
+"""Checkpoints: written atomically; each carries the recipe and preprocessing spec that made it.
+
+Checkpoints (and any weights file a user hands us) are read with `torch.load(weights_only=True)`: only
+tensors, plain containers and numbers come back, so a file received from someone else cannot run code while
+it is read. Everything toolkit writes into a checkpoint is of those types (the recipe and preprocessing spec
+as plain dicts).
+"""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +31,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ToolkitError(
             f"checkpoint not found: {path} (is this a run directory written by `toolkit train`?)"
         )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a damaged file: say which one, not a pickle traceback
-        raise ToolkitError(f"cannot read checkpoint {path}: {exc.__class__.__name__}") from None
+    ckpt = load_weights_file(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ToolkitError(f"{path} is not a toolkit checkpoint (format {FORMAT})")
     return ckpt
+
+
+def load_weights_file(path: Path, what: str = "weights file") -> Any:
+    """The tensors and plain data in a torch.save file, refusing anything that would run code when
+    unpickled (weights_only=True); a one-line ToolkitError for a damaged or unsafe file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc) or "global" in str(exc):  # it names code to import: refuse, do not run
+            raise ToolkitError(
+                f"refused {what} {path}: it holds objects other than tensors and plain data (a pickle that "
+                "could run code when loaded); only tensors, lists, dicts, numbers and strings are read"
+            ) from None
+        raise ToolkitError(f"cannot read {what} {path}: {exc.__class__.__name__}") from None
+    except Exception as exc:  # a damaged file: say which one, not a pickle traceback
+        raise ToolkitError(f"cannot read {what} {path}: {exc.__class__.__name__}") from None

@@ -724,6 +724,104 @@ def generated_images(results: list[dict]) -> np.ndarray:
     return np.stack(out)
 
 
+# ----------------------------------------------------------------------------------------- external data
+# Protocol-buffer field numbers (onnx.proto) on the way from a model to its tensors' external-data entries.
+_MODEL_GRAPH = 7
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE = 1, 5, 15
+_NODE_ATTRIBUTE = 5
+_ATTR_TENSOR, _ATTR_GRAPH, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
+_SPARSE_VALUES, _SPARSE_INDICES = 1, 2
+_TENSOR_EXTERNAL = 13
+
+
+def _fields(buf: memoryview):
+    """(field number, value) of one protobuf message; length-delimited values as memoryviews (no copy)."""
+    i, n = 0, len(buf)
+
+    def varint() -> int:
+        nonlocal i
+        shift = value = 0
+        while True:
+            byte = buf[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    while i < n:
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            yield number, varint()
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            size = varint()
+            yield number, buf[i : i + size]
+            i += size
+        else:
+            raise InputError(f"unsupported protobuf wire type {wire}")
+
+
+def _external_locations(graph: memoryview):
+    """Every external-data `location` of the tensors in a GraphProto and in its subgraphs (If, Loop, Scan)."""
+
+    def tensor(t: memoryview):
+        for number, entry in _fields(t):
+            if number == _TENSOR_EXTERNAL:
+                kv = dict(_fields(entry))
+                if bytes(kv.get(1, b"")) == b"location":
+                    yield bytes(kv.get(2, b"")).decode("utf-8", "replace")
+
+    def sparse(t: memoryview):
+        for number, part in _fields(t):
+            if number in (_SPARSE_VALUES, _SPARSE_INDICES):
+                yield from tensor(part)
+
+    for number, value in _fields(graph):
+        if number == _GRAPH_INITIALIZER:
+            yield from tensor(value)
+        elif number == _GRAPH_SPARSE:
+            yield from sparse(value)
+        elif number == _GRAPH_NODE:
+            for field, attr in _fields(value):
+                if field != _NODE_ATTRIBUTE:
+                    continue
+                for kind, part in _fields(attr):
+                    if kind in (_ATTR_TENSOR, _ATTR_TENSORS):
+                        yield from tensor(part)
+                    elif kind in (_ATTR_SPARSE, _ATTR_SPARSES):
+                        yield from sparse(part)
+                    elif kind in (_ATTR_GRAPH, _ATTR_GRAPHS):
+                        yield from _external_locations(part)
+
+
+def check_external_data(path: str) -> None:
+    """Refuse a model whose external-data locations leave its own folder (absolute paths, `..`, or links out
+    of it), before any session reads them: a received model file must not make us read other files. ORT
+    format files carry no external data."""
+    if path.endswith(".ort") or not os.path.isfile(path):
+        return  # a missing file is onnxruntime's error to word
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    with open(path, "rb") as f:
+        data = memoryview(f.read())
+    try:
+        graphs = [value for number, value in _fields(data) if number == _MODEL_GRAPH]
+        locations = {loc for graph in graphs for loc in _external_locations(graph)}
+    except (IndexError, InputError):
+        raise InputError(f"{path} is not an ONNX model (damaged or truncated protobuf)") from None
+    for loc in sorted(locations):
+        target = os.path.realpath(os.path.join(folder, loc))
+        if os.path.isabs(loc) or os.path.commonpath([folder, target]) != folder:
+            raise InputError(
+                f"{path} refers to external data {loc!r} outside its folder; external data must be a file "
+                "beside the model (a relative path with no '..' and no link out)"
+            )
+
+
 def low_footprint_session(path: str, threads: int = 1):
     """An onnxruntime CPU session for small devices: `threads` intra-op threads without spinning, one
     inter-op thread, no memory arena (an arena keeps its peak for the life of the process), and for
@@ -745,6 +843,7 @@ def low_footprint_session(path: str, threads: int = 1):
         session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         session._toolkit_model_bytes = data  # the session reads these bytes in place: keep them alive
         return session
+    check_external_data(path)
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 

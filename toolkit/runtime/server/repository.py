@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,13 +22,17 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.model import ORT_DTYPES, first_line
-from toolkit.runtime.providers import for_model, not_started, resolve
+from toolkit.runtime.providers import confine_external_data, for_model, not_started, resolve
 from toolkit.runtime.schema import METADATA_KEY
 from toolkit.runtime.server.protocol import DATATYPE_OF, DATATYPES
 
 log = logging.getLogger("toolkit.serve")
 
 PLATFORM = "onnx_onnxv1"
+# What a model or version name may be (Triton's names are folder names): anything else is refused with 400,
+# so no request can name a path ("..", "/", "%2F", "\\", an absolute path) outside the repository root.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+VERSION_PATTERN = re.compile(r"[0-9]{1,18}")
 # onnxruntime type strings -> numpy dtype names: the runtime's table plus the unsigned widths it omits
 TYPES = {**ORT_DTYPES, "tensor(uint16)": "uint16", "tensor(uint32)": "uint32", "tensor(uint64)": "uint64"}
 
@@ -83,6 +88,7 @@ class LoadedModel:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
+            confine_external_data(path)
             self.session = ort.InferenceSession(str(path), opts, providers=for_model(providers, path))
         except Exception as exc:
             raise ToolkitError(f"cannot load {path}: {first_line(exc)}") from None
@@ -169,6 +175,30 @@ def _spec(value: Any) -> Spec:
     return Spec(value.name, datatype, shape, DATATYPES[datatype])
 
 
+def check_name(name: str, what: str = "model name") -> str:
+    """`name` unchanged when it is a valid model name; a ToolkitError naming the pattern otherwise."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ToolkitError(
+            f"invalid {what} {name[:80]!r}: use letters, digits, '_', '-' and '.', starting with a letter, "
+            "digit or '_' (at most 128 characters, no '..')"
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    if not VERSION_PATTERN.fullmatch(version):
+        raise ToolkitError(f"invalid version {version[:80]!r}: a version is a whole number such as 1")
+    return version
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether `path`, with every symlink followed, lies inside `root` (also resolved)."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
 def discover(path: str | Path) -> dict[str, dict[str, Path]]:
     """{model name: {version: model file}} for a .onnx file, a run directory or a Triton repository."""
     path = Path(path)
@@ -191,7 +221,10 @@ def discover(path: str | Path) -> dict[str, dict[str, Path]]:
         return found
     found = {}
     for model_dir in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        versions = scan_versions(model_dir)
+        if not NAME_PATTERN.fullmatch(model_dir.name) or not inside(path, model_dir):
+            log.warning("skipped %s: not a valid model name, or a link out of the repository", model_dir)
+            continue
+        versions = scan_versions(model_dir, path)
         if versions:
             found[model_dir.name] = versions
     if not found:
@@ -202,11 +235,15 @@ def discover(path: str | Path) -> dict[str, dict[str, Path]]:
     return found
 
 
-def scan_versions(model_dir: Path) -> dict[str, Path]:
-    """{version: file} for the integer-named version folders of one model that hold a model.onnx."""
+def scan_versions(model_dir: Path, root: Path) -> dict[str, Path]:
+    """{version: file} for the integer-named version folders of one model that hold a model.onnx. A version
+    folder or model file that is a link out of `root` is skipped (logged): nothing outside is loaded."""
     versions = {}
     for v in model_dir.iterdir():
-        if v.is_dir() and v.name.isdigit() and (v / "model.onnx").is_file():
+        if v.is_dir() and VERSION_PATTERN.fullmatch(v.name) and (v / "model.onnx").is_file():
+            if not inside(root, v / "model.onnx"):
+                log.warning("skipped %s: it links out of the repository %s", v / "model.onnx", root)
+                continue
             versions[str(int(v.name))] = v / "model.onnx"
     return dict(sorted(versions.items(), key=lambda kv: int(kv[0])))
 
@@ -235,10 +272,12 @@ class Repository:
 
     def load(self, name: str, rescan: bool = True) -> dict[str, LoadedModel]:
         """(Re)load every version of `name`; on any failure the previous versions keep serving."""
+        check_name(name)
         with self._lock:
             if rescan and self.root.is_dir() and not (self.root / "model.onnx").is_file():
                 model_dir = self.root / name
-                versions = scan_versions(model_dir) if model_dir.is_dir() else {}
+                ok = model_dir.is_dir() and inside(self.root, model_dir)
+                versions = scan_versions(model_dir, self.root) if ok else {}
                 if not versions:
                     raise ToolkitError(
                         f"no model {name!r} in {self.root} (expected {name}/VERSION/model.onnx)"

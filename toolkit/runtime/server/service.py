@@ -21,7 +21,7 @@ from toolkit.errors import ToolkitError
 from toolkit.runtime.server.batching import Batcher
 from toolkit.runtime.server.metrics import Metrics
 from toolkit.runtime.server.protocol import InferRequest, ServeError
-from toolkit.runtime.server.repository import LoadedModel, Repository
+from toolkit.runtime.server.repository import LoadedModel, Repository, check_name, check_version
 
 log = logging.getLogger("toolkit.serve")
 
@@ -104,7 +104,18 @@ class Service:
                     await model.batcher.close()
 
     # ---- lookups ---------------------------------------------------------------------------------------
+    @staticmethod
+    def check_names(name: str, version: str | None = None) -> None:
+        """400 for a model or version name outside the documented pattern, before any lookup."""
+        try:
+            check_name(name)
+            if version:
+                check_version(version)
+        except ToolkitError as exc:
+            raise ServeError(400, str(exc)) from None
+
     def model(self, name: str, version: str | None = None) -> LoadedModel:
+        self.check_names(name, version)
         model = self.repo.get(name, version)
         if model is None:
             if not self.ready and name in self.repo.layout:
@@ -228,12 +239,14 @@ class Service:
 
     async def reload(self, name: str) -> None:
         """Load `name` again from disk; on failure the serving versions stay (400 with the reason)."""
+        self.check_names(name)
         try:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.repo.load, name)
         except ToolkitError as exc:
             raise ServeError(400, f"failed to load {name!r}, previous versions keep serving: {exc}") from None
 
     async def unload(self, name: str) -> None:
+        self.check_names(name)
         try:
             self.repo.unload(name)
         except ToolkitError as exc:
