@@ -42,7 +42,11 @@ def serve(
         ),
     ] = 0.0,
     workers: Annotated[
-        int, typer.Option(help="Server processes sharing the HTTP port (each loads every model).")
+        int,
+        typer.Option(
+            help="Server processes sharing the HTTP and gRPC ports (each loads every model; /metrics and "
+            "/stats give the whole server's totals from any of them)."
+        ),
     ] = 1,
     provider: Annotated[
         str,
@@ -66,6 +70,23 @@ def serve(
     instances: Annotated[
         int, typer.Option(help="Batches of one model that may run at the same time (thread pool).")
     ] = 2,
+    max_queue_size: Annotated[
+        int,
+        typer.Option(
+            "--max-queue-size",
+            help="Requests that may wait for one model version (per worker); one more gets 503 (gRPC "
+            "UNAVAILABLE) with Retry-After at once instead of a longer wait (0: no bound).",
+        ),
+    ] = 1024,
+    queue_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--queue-timeout-s",
+            help="A request still waiting for its batch to start after this long gets 503 with Retry-After "
+            "and is never run (0: no limit). A request's own 'timeout' parameter or gRPC deadline may "
+            "shorten it; a request that has started runs to the end.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve models over the Open Inference Protocol (KServe V2) REST and gRPC, with Triton's binary tensor
     extension, KServe V1 :predict on raw inputs, dynamic batching and Prometheus /metrics.
@@ -82,11 +103,12 @@ def serve(
         ("--instances", instances, 1),
         ("--port", port, 0),
         ("--grpc-port", grpc_port, 0),
+        ("--max-queue-size", max_queue_size, 0),
     ):
         if value < low:
             raise ToolkitError(f"{flag} must be at least {low}, got {value}")
-    if max_queue_delay_ms < 0 or max_body_mb <= 0:
-        raise ToolkitError("--max-queue-delay-ms must be >= 0 and --max-body-mb > 0")
+    if max_queue_delay_ms < 0 or max_body_mb <= 0 or queue_timeout_s < 0:
+        raise ToolkitError("--max-queue-delay-ms and --queue-timeout-s must be >= 0, --max-body-mb > 0")
     config = ServeConfig(
         host=host,
         port=port,
@@ -99,6 +121,8 @@ def serve(
         max_body_mb=max_body_mb,
         threads=threads,
         instances=instances,
+        max_queue_size=max_queue_size,
+        queue_timeout_s=queue_timeout_s,
     )
     code = run_server(path, config)
     if code:

@@ -8,6 +8,12 @@ next batch. Outputs are split back by row count, so each caller gets exactly its
 inputs or outputs have no variable first dimension is run one request at a time.
 
 At most `instances` batches run at once, each in the thread pool (onnxruntime releases the GIL).
+
+Overload: at most `max_queue_size` requests wait (0: no bound); one more is refused at once with 503 and a
+Retry-After hint rather than queued behind the others, so latency stays bounded under any load. A request
+still waiting when its wait limit passes (`queue_timeout_s`, or less when the request or the gRPC deadline
+asks) is answered 503 and never run: a sweeper task checks the queue every few milliseconds while it holds
+requests with a limit, so the hot path pays nothing for it. A request whose batch has started runs to the end.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,12 +32,16 @@ from toolkit.runtime.server.protocol import ServeError
 Arrays = dict[str, np.ndarray]
 
 
-class _Item:
-    __slots__ = ("feeds", "rows", "key", "future", "enqueued")
+RETRY_AFTER_S = 1  # the hint sent with a 503 for a full queue or a request that waited too long
 
-    def __init__(self, feeds: Arrays, rows: int, key: tuple, future: asyncio.Future) -> None:
+
+class _Item:
+    __slots__ = ("feeds", "rows", "key", "future", "enqueued", "deadline")
+
+    def __init__(self, feeds: Arrays, rows: int, key: tuple, future: asyncio.Future, wait_s: float) -> None:
         self.feeds, self.rows, self.key, self.future = feeds, rows, key, future
         self.enqueued = time.perf_counter()
+        self.deadline = self.enqueued + wait_s if wait_s > 0 else None
 
 
 class Batcher:
@@ -45,14 +54,21 @@ class Batcher:
         max_batch_size: int = 32,
         max_queue_delay_ms: float = 0.0,
         instances: int = 2,
-        observe: Callable[[float, int], None] | None = None,
+        metrics: Any = None,
+        max_queue_size: int = 0,
+        queue_timeout_s: float = 0.0,
     ) -> None:
         self.model = model
         self.executor = executor
         self.max_batch_size = max(1, max_batch_size)
         self.delay = max(0.0, max_queue_delay_ms) / 1000.0
         self.batched = model.batchable and self.max_batch_size > 1
-        self.observe = observe  # observe(queue seconds, batch rows) per request
+        # metrics.queued(seconds, batch rows) per request, .executed(rows, seconds) per onnxruntime call,
+        # .rejected(reason) per refused request ("queue_full" or "timeout"): metrics.ModelMetrics
+        self.metrics = metrics
+        self.max_queue_size = max(0, max_queue_size)
+        self.queue_timeout_s = max(0.0, queue_timeout_s)
+        self.sweeper: asyncio.Task | None = None
         self.queue: deque[_Item] = deque()
         self.slots = asyncio.Semaphore(max(1, instances))
         self.wake = asyncio.Event()
@@ -69,17 +85,66 @@ class Batcher:
         if self.task and not self.task.done():
             await self.task
 
-    async def submit(self, feeds: Arrays) -> Arrays:
+    async def submit(self, feeds: Arrays, wait_s: float | None = None) -> Arrays:
+        """The model's outputs for `feeds`. `wait_s`: the longest this request may wait for its batch to
+        start (None: the batcher's queue_timeout_s; the smaller of the two applies)."""
         loop = asyncio.get_running_loop()
+        if self.max_queue_size and len(self.queue) >= self.max_queue_size:
+            self._drop_done()
+            if len(self.queue) >= self.max_queue_size:
+                self._refuse("queue_full")
+                raise ServeError(
+                    503,
+                    f"model {self.model.name!r} is overloaded: {len(self.queue)} requests already wait "
+                    f"(--max-queue-size {self.max_queue_size}); retry later",
+                    retry_after=RETRY_AFTER_S,
+                )
         first = next(iter(feeds.values()))
         rows = first.shape[0] if first.ndim else 1
         key = tuple((k, v.shape[1:], v.dtype.str) for k, v in feeds.items()) if self.batched else ()
         future = loop.create_future()
-        self.queue.append(_Item(feeds, rows, key, future))
+        limit = self.queue_timeout_s
+        if wait_s is not None and (not limit or 0 < wait_s < limit):
+            limit = wait_s
+        item = _Item(feeds, rows, key, future, limit)
+        self.queue.append(item)
         if self.task is None or self.task.done():  # first use, or closed while a caller still held it
             self.start()
+        if item.deadline is not None and (self.sweeper is None or self.sweeper.done()):
+            self.sweeper = loop.create_task(self._sweep())
         self.wake.set()
         return await future
+
+    def _refuse(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rejected(reason)
+
+    def _drop_done(self) -> None:
+        """Forget queued requests already answered (timed out) or abandoned (a cancelled gRPC call)."""
+        if any(i.future.done() for i in self.queue):
+            self.queue = deque(i for i in self.queue if not i.future.done())
+
+    async def _sweep(self) -> None:
+        """While requests with a wait limit are queued: answer those past it with 503."""
+        while True:
+            limits = [i.deadline - i.enqueued for i in self.queue if i.deadline is not None]
+            if not limits:
+                return
+            await asyncio.sleep(min(0.05, max(0.002, min(limits) / 10)))
+            now = time.perf_counter()
+            for item in self.queue:
+                if item.deadline is not None and now >= item.deadline and not item.future.done():
+                    self._refuse("timeout")
+                    item.future.set_exception(
+                        ServeError(
+                            503,
+                            f"the request waited {now - item.enqueued:.2f} s for model "
+                            f"{self.model.name!r} without starting (limit {item.deadline - item.enqueued:g} s: "
+                            "--queue-timeout-s or the request's timeout); retry later",
+                            retry_after=RETRY_AFTER_S,
+                        )
+                    )
+            self._drop_done()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,12 +158,16 @@ class Batcher:
             await self.slots.acquire()
             if self.batched and self.delay:
                 await self._wait_to_fill()
+            self._drop_done()
+            if not self.queue:  # every waiting request timed out or went away meanwhile
+                self.slots.release()
+                continue
             batch = self._cut()
             loop.create_task(self._run(batch))
 
     async def _wait_to_fill(self) -> None:
         deadline = self.queue[0].enqueued + self.delay
-        while sum(i.rows for i in self.queue) < self.max_batch_size and not self.closed:
+        while self.queue and sum(i.rows for i in self.queue) < self.max_batch_size and not self.closed:
             left = deadline - time.perf_counter()
             if left <= 0:
                 return
@@ -131,9 +200,9 @@ class Batcher:
         try:
             start = time.perf_counter()
             rows = sum(i.rows for i in batch)
-            if self.observe:
+            if self.metrics is not None:
                 for item in batch:
-                    self.observe(start - item.enqueued, rows)
+                    self.metrics.queued(start - item.enqueued, rows)
             if len(batch) == 1:
                 feeds = batch[0].feeds
             else:
@@ -149,12 +218,8 @@ class Batcher:
                 if not batch[0].future.done():
                     batch[0].future.set_exception(error)
                 return
-            stats = self.model.stats
-            with stats.lock:
-                stats.queue_ns += int(sum(start - i.enqueued for i in batch) * 1e9)
-                stats.exec_count += 1
-                stats.infer_count += rows
-                stats.compute_ns += int((time.perf_counter() - start) * 1e9)
+            if self.metrics is not None:
+                self.metrics.executed(rows, time.perf_counter() - start)
             if len(batch) == 1:
                 if not batch[0].future.done():
                     batch[0].future.set_result(outputs)

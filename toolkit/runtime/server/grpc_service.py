@@ -5,11 +5,18 @@ form tritonclient.grpc decodes).
 It runs on grpcio's thread-pool server; each ModelInfer hands its checked feeds to the same batcher the
 REST side uses, on the server's event loop, so gRPC and REST requests batch together. The message size
 limit is --max-body-mb for both directions (gRPC's own default, 4 MB, is too small for image batches).
+
+Triton's extensions answer from the same service calls as REST (ModelConfig, ModelStatistics,
+RepositoryIndex, RepositoryModelLoad/Unload), the dicts turned into messages by protobuf's json_format, so
+both transports give the same answer. A refused request carries the status Triton uses (UNAVAILABLE for a
+full queue, with `retry-after` and gRPC's own `grpc-retry-pushback-ms` in the trailing metadata); a client's
+deadline bounds its wait in the queue, and a call the client gives up on leaves the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -17,6 +24,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from toolkit.runtime.server import grpc_service_pb2 as pb
 from toolkit.runtime.server import grpc_service_pb2_grpc as pb_grpc
@@ -27,6 +35,7 @@ from toolkit.runtime.server.protocol import (
     Tensor,
     datatype_of,
     from_raw,
+    timeout_parameter,
     to_raw,
 )
 from toolkit.runtime.server.service import Service
@@ -77,7 +86,29 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     def _abort(self, context: grpc.ServicerContext, exc: ServeError) -> None:
+        if exc.retry_after is not None:
+            context.set_trailing_metadata(
+                (
+                    ("retry-after", str(exc.retry_after)),
+                    ("grpc-retry-pushback-ms", str(exc.retry_after * 1000)),
+                )
+            )
         context.abort(GRPC_CODES.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
+
+    def _on_loop(self, context: grpc.ServicerContext, coroutine: Any) -> Any:
+        """Run a service coroutine on the server's loop and wait for it; the call ending early (client
+        cancelled, deadline passed) cancels it. ServeError -> the matching status."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        context.add_callback(future.cancel)
+        try:
+            return future.result()
+        except ServeError as exc:
+            self._abort(context, exc)
+        except concurrent.futures.CancelledError:
+            context.abort(grpc.StatusCode.CANCELLED, "the call ended before the request ran")
+        except Exception:
+            log.exception("unexpected error in a gRPC call")
+            context.abort(grpc.StatusCode.INTERNAL, "internal server error (logged)")
 
     def ServerLive(self, request, context):  # noqa: N802 (names fixed by the protocol)
         return pb.ServerLiveResponse(live=True)
@@ -116,19 +147,51 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             model = self.service.model(request.model_name, request.model_version or None)
             infer_request = decode_grpc(request, partial(self.service.check_input, model))
-            future = asyncio.run_coroutine_threadsafe(self.service.infer(model, infer_request), self.loop)
-            outputs = future.result()
         except ServeError as exc:
             self._abort(context, exc)
         except Exception:
             log.exception("unexpected error in ModelInfer")
             context.abort(grpc.StatusCode.INTERNAL, "internal server error (logged)")
+        wait_s = context.time_remaining()  # the client's deadline (about 1e9 s without one)
+        wait_s = wait_s if wait_s < 1e6 else None
+        outputs = self._on_loop(context, self.service.infer(model, infer_request, wait_s))
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name, array in outputs.items():
             datatype = datatype_of(array)
             response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
             response.raw_output_contents.append(to_raw(array, datatype))
         return response
+
+    # ---- Triton's extensions: the REST answers as messages --------------------------------------------
+    def _answer(self, context: grpc.ServicerContext, call: Any, message: Any) -> Any:
+        self._authorize(context)
+        try:
+            doc = call()
+        except ServeError as exc:
+            self._abort(context, exc)
+        return json_format.ParseDict(doc, message, ignore_unknown_fields=True)
+
+    def ModelConfig(self, request, context):  # noqa: N802
+        call = partial(self.service.model_config, request.name, request.version or None)
+        return self._answer(context, lambda: {"config": call()}, pb.ModelConfigResponse())
+
+    def ModelStatistics(self, request, context):  # noqa: N802
+        call = partial(self.service.model_statistics, request.name or None, request.version or None)
+        return self._answer(context, call, pb.ModelStatisticsResponse())
+
+    def RepositoryIndex(self, request, context):  # noqa: N802
+        call = partial(self.service.index, request.ready)
+        return self._answer(context, lambda: {"models": call()}, pb.RepositoryIndexResponse())
+
+    def RepositoryModelLoad(self, request, context):  # noqa: N802
+        self._authorize(context)
+        self._on_loop(context, self.service.reload(request.model_name))
+        return pb.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request, context):  # noqa: N802
+        self._authorize(context)
+        self._on_loop(context, self.service.unload(request.model_name))
+        return pb.RepositoryModelUnloadResponse()
 
 
 def decode_grpc(request: Any, check: Any = None) -> InferRequest:
@@ -166,7 +229,10 @@ def decode_grpc(request: Any, check: Any = None) -> InferRequest:
     if not tensors:
         raise ServeError(400, "the request has no inputs")
     outputs = [o.name for o in request.outputs] or None
-    return InferRequest(tensors, id=request.id or None, outputs=outputs)
+    timeout = request.parameters["timeout"].int64_param if "timeout" in request.parameters else None
+    return InferRequest(
+        tensors, id=request.id or None, outputs=outputs, timeout_us=timeout_parameter(timeout)
+    )
 
 
 def start_grpc(service: Service, loop: asyncio.AbstractEventLoop, host: str, port: int) -> grpc.Server:

@@ -6,12 +6,20 @@ middleware and pydantic models in a framework is the whole budget. Here a reques
 one body read (bounded by --max-body-mb: 413 before it is read when Content-Length says so), one orjson
 parse and one orjson dump. Every failure goes out as {"error": "..."} with the status Triton uses; an
 unexpected exception is logged and answered 500 without taking the server down.
+
+Lingering close: a response sent before the request body was read (413, 401, 404 on a POST) is written at
+once, then the server keeps reading and discarding the rest of the body (at most LINGER_BYTES and LINGER_S,
+LINGER_IDLE_S without data) before it closes the connection, as nginx's lingering close does. Closing a
+socket with unread data makes the kernel send a reset, and a client still sending its body would see a
+broken pipe instead of the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -27,6 +35,12 @@ log = logging.getLogger("toolkit.serve")
 JSON = b"application/json"
 OCTET = b"application/octet-stream"
 HEADER_LENGTH = b"inference-header-content-length"
+BODY_READ = "toolkit.body_read"  # scope key: the request body was read to its end
+BODY_ASKED = "toolkit.body_asked"  # scope key: the body was asked for (uvicorn then sent 100 Continue)
+# Lingering close (nginx: lingering_time 30 s, lingering_timeout 5 s), plus a byte bound.
+LINGER_S = 30.0
+LINGER_IDLE_S = 5.0
+LINGER_BYTES = 1 << 30
 
 
 class HttpApp:
@@ -46,16 +60,18 @@ class HttpApp:
             status, body, headers = await self._handle(scope, receive)
         except ServeError as exc:
             status, body, headers = exc.status, _error(exc.message), None
+            if exc.retry_after is not None:
+                headers = _json_headers(body) + [(b"retry-after", str(exc.retry_after).encode())]
         except Exception:
             log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             status, body, headers = 500, _error("internal server error (logged)"), None
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": headers or [(b"content-type", JSON), (b"content-length", str(len(body)).encode())],
-            }
-        )
+        headers = headers or _json_headers(body)
+        if not scope.get(BODY_READ) and _has_body(scope):
+            # A client that sent Expect: 100-continue and was never asked for its body sends none: close now.
+            drain = scope.get(BODY_ASKED) or (b"expect", b"100-continue") not in scope["headers"]
+            await _respond_and_linger(send, receive, status, body, headers, drain)
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
@@ -85,7 +101,7 @@ class HttpApp:
             if parts[:2] == ["v1", "models"] and len(parts) == 3 and parts[2].endswith(":predict"):
                 return 200, await self._predict(parts[2][: -len(":predict")], body), None
             if parts == ["v2", "repository", "index"]:
-                return 200, orjson.dumps(svc.repo.index()), None
+                return 200, orjson.dumps(svc.index(_ready_only(body))), None
             if (
                 parts[:3] == ["v2", "repository", "models"]
                 and len(parts) == 5
@@ -118,7 +134,7 @@ class HttpApp:
     def _model_get(self, parts: list[str]) -> tuple[int, bytes, None]:
         svc = self.service
         if parts[2] == "stats" and len(parts) == 3:
-            return 200, orjson.dumps(svc.statistics()), None
+            return 200, orjson.dumps(svc.model_statistics()), None
         name, rest = parts[2], parts[3:]
         version = None
         if rest[:1] == ["versions"]:
@@ -131,9 +147,9 @@ class HttpApp:
         if rest == ["ready"]:
             return 200, orjson.dumps({"name": name, "ready": svc.ready}), None
         if rest == ["config"]:
-            return 200, orjson.dumps(model.config(svc.config.max_batch_size)), None
+            return 200, orjson.dumps(svc.model_config(name, version)), None
         if rest == ["stats"]:
-            return 200, orjson.dumps(svc.statistics(name, version)), None
+            return 200, orjson.dumps(svc.model_statistics(name, version)), None
         raise ServeError(404, f"no endpoint GET /{'/'.join(parts)}")
 
     async def _infer(self, scope: dict, parts: list[str], body: bytes) -> tuple[int, bytes, list | None]:
@@ -155,8 +171,7 @@ class HttpApp:
         try:
             request = decode_http(body, header_length, partial(svc.check_input, model))
         except ServeError:
-            _, failure, _, _, _ = svc.metrics.for_model(model.name, model.version)
-            failure.inc()
+            svc.metrics.for_model(model.name, model.version).failed(0.0)
             raise
         outputs = await svc.infer(model, request)
         out, out_header = encode_http(model.name, model.version, request, outputs)
@@ -222,6 +237,7 @@ class HttpApp:
                 )
         chunks = []
         size = 0
+        scope[BODY_ASKED] = True
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -233,8 +249,61 @@ class HttpApp:
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
+        scope[BODY_READ] = True
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _error(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+def _ready_only(body: bytes) -> bool:
+    """The `ready` flag of a repository index request body ({} or empty: every model)."""
+    if not body.strip():
+        return False
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ServeError(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("ready", False), bool):
+        raise ServeError(400, 'the index request body must be {} or {"ready": true|false}')
+    return doc.get("ready", False)
+
+
+def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
+
+
+def _has_body(scope: dict) -> bool:
+    """Whether the request announced a body (a Content-Length above 0, or chunked transfer encoding)."""
+    for k, v in scope["headers"]:
+        if (k == b"content-length" and v.strip() not in (b"0", b"")) or k == b"transfer-encoding":
+            return True
+    return False
+
+
+async def _respond_and_linger(
+    send: Any, receive: Any, status: int, body: bytes, headers: list, drain: bool = True
+) -> None:
+    """Send the whole response now, read and discard what is left of the request body (bounded), then
+    close: the client gets its answer even while it is still sending (a reset would lose it)."""
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]}
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    deadline = time.monotonic() + LINGER_S
+    discarded = 0
+    while drain and discarded < LINGER_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            message = await asyncio.wait_for(receive(), min(left, LINGER_IDLE_S))
+        except asyncio.TimeoutError:
+            break
+        if message["type"] != "http.request":
+            break
+        discarded += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.body", "body": b""})  # ends the response; uvicorn closes

@@ -57,10 +57,11 @@ ALLOWED = ", ".join(DATATYPES)
 class ServeError(Exception):
     """A request the server refuses: `status` is the HTTP status, the message goes out as {"error": ...}."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after  # seconds, sent as Retry-After (HTTP) / retry pushback (gRPC)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class InferRequest:
     outputs: list[str] | None = None
     binary: dict[str, bool] = field(default_factory=dict)
     binary_default: bool = False
+    timeout_us: int | None = None  # the request's `timeout` parameter (Triton's, microseconds): queue limit
 
 
 def _bad(message: str) -> ServeError:
@@ -155,8 +157,9 @@ def decode_http(
         raise _bad(f"{len(tail) - offset} binary bytes after the last binary input are not claimed by any")
     request = InferRequest(inputs, id=_id(doc.get("id")))
     params = doc.get("parameters")
-    if isinstance(params, dict) and params.get("binary_data_output"):
-        request.binary_default = True
+    if isinstance(params, dict):
+        request.binary_default = bool(params.get("binary_data_output"))
+        request.timeout_us = timeout_parameter(params.get("timeout"))
     raw_outputs = doc.get("outputs")
     if raw_outputs is not None:
         if not isinstance(raw_outputs, list):
@@ -170,6 +173,15 @@ def decode_http(
             if isinstance(p, dict) and "binary_data" in p:
                 request.binary[item["name"]] = bool(p["binary_data"])
     return request
+
+
+def timeout_parameter(value: Any) -> int | None:
+    """The request's `timeout` parameter (microseconds, as tritonclient sends it; 0 or absent: none)."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise _bad(f"the 'timeout' parameter must be a whole number of microseconds >= 0, got {value!r}")
+    return value or None
 
 
 def _id(value: Any) -> str | None:

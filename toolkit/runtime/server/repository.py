@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +57,6 @@ class Spec:
         return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
 
 
-@dataclass
-class Stats:
-    """Counters for /v2/models/{m}/stats (Triton's statistics extension, durations in ns)."""
-
-    success: int = 0
-    success_ns: int = 0
-    fail: int = 0
-    fail_ns: int = 0
-    queue_ns: int = 0
-    infer_count: int = 0
-    exec_count: int = 0
-    compute_ns: int = 0
-    last_inference_ms: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
 class LoadedModel:
     """One version of one model: an onnxruntime session, its V2 metadata and its `toolkit` document."""
 
@@ -103,7 +87,6 @@ class LoadedModel:
         self.output_names = [s.name for s in self.outputs]
         # Batched when every input and output has a variable first dimension: rows can be stacked.
         self.batchable = all(s.shape and s.shape[0] == -1 for s in self.inputs + self.outputs)
-        self.stats = Stats()
         self.batcher: Any = None  # the server's Batcher for this version, made on first request
         self.providers = self.session.get_providers()
         reason = not_started(self.session, providers[0][0])  # listed by onnxruntime, but did not start

@@ -43,6 +43,8 @@ class ServeConfig:
     max_body_mb: float = 64.0
     threads: int = 1  # onnxruntime intra-op threads per session
     instances: int = 2  # batches of one model running at once
+    max_queue_size: int = 1024  # requests waiting per model version before 503 (0: no bound)
+    queue_timeout_s: float = 30.0  # longest wait for a batch to start before 503 (0: none)
 
     @property
     def max_body_bytes(self) -> int:
@@ -87,15 +89,16 @@ class Service:
                 asyncio.run_coroutine_threadsafe(model.batcher.close(), self.loop)
 
     def _batcher(self, model: LoadedModel) -> Batcher:
-        b = Batcher(
+        return Batcher(
             model,
             self.executor,
             max_batch_size=self.config.max_batch_size,
             max_queue_delay_ms=self.config.max_queue_delay_ms,
             instances=self.config.instances,
-            observe=self.metrics.observer(model.name, model.version),
+            metrics=self.metrics.for_model(model.name, model.version),
+            max_queue_size=self.config.max_queue_size,
+            queue_timeout_s=self.config.queue_timeout_s,
         )
-        return b
 
     async def close(self) -> None:
         for versions in self.repo.models.values():
@@ -179,63 +182,71 @@ class Service:
             raise ServeError(400, "the request has 0 rows")
         return feeds
 
-    async def infer(self, model: LoadedModel, request: InferRequest) -> dict[str, np.ndarray]:
-        """Run a checked request through the model's batcher; outputs in the model's order (or requested)."""
+    async def infer(
+        self, model: LoadedModel, request: InferRequest, wait_s: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run a checked request through the model's batcher; outputs in the model's order (or requested).
+        `wait_s`: the longest it may wait for its batch to start (a gRPC deadline; the request's own
+        `timeout` parameter, in microseconds as Triton's clients send it, also counts)."""
         if self.draining:
-            raise ServeError(503, "the server is shutting down")
+            raise ServeError(503, "the server is shutting down", retry_after=1)
         start = time.perf_counter()
-        success, failure, latency, _, _ = self.metrics.for_model(model.name, model.version)
+        metrics = self.metrics.for_model(model.name, model.version)
+        if request.timeout_us is not None:
+            asked = request.timeout_us / 1e6
+            wait_s = asked if wait_s is None else min(wait_s, asked)
         try:
             feeds = self.check(model, request)
             batcher = model.batcher
             if batcher is None:  # made on the loop, on first use
                 batcher = model.batcher = self._batcher(model)
-            outputs = await batcher.submit(feeds)
+            outputs = await batcher.submit(feeds, wait_s)
         except ServeError:
-            failure.inc()
-            with model.stats.lock:
-                model.stats.fail += 1
-                model.stats.fail_ns += int((time.perf_counter() - start) * 1e9)
+            metrics.failed(time.perf_counter() - start)
             raise
         if request.outputs:
             outputs = {n: outputs[n] for n in request.outputs}
-        elapsed = time.perf_counter() - start
-        success.inc()
-        latency.observe(elapsed)
-        st = model.stats
-        with st.lock:
-            st.success += 1
-            st.success_ns += int(elapsed * 1e9)
-            st.last_inference_ms = int(time.time() * 1000)
+        metrics.ok(time.perf_counter() - start, time.time())
         return outputs
 
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Triton's model configuration: the model's tensors, batching and queue policy (--max-queue-size,
+        --queue-timeout-s; a request's own `timeout` may lower its limit)."""
+        model = self.model(name, version)
+        cfg = model.config(self.config.max_batch_size)
+        if "dynamic_batching" in cfg:
+            cfg["dynamic_batching"] = {
+                "max_queue_delay_microseconds": int(self.config.max_queue_delay_ms * 1000),
+                "default_queue_policy": {
+                    "timeout_action": "REJECT",
+                    "default_timeout_microseconds": int(self.config.queue_timeout_s * 1e6),
+                    "allow_timeout_override": True,
+                    "max_queue_size": self.config.max_queue_size,
+                },
+            }
+        return cfg
+
+    def model_statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """Statistics of every loaded model (no name), or of one model or version (404 if not loaded)."""
+        if name:
+            self.model(name, version)
+        return self.statistics(name, version)
+
+    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        """The repository's models and versions with their state (READY or UNAVAILABLE)."""
+        return [m for m in self.repo.index() if m["state"] == "READY" or not ready_only]
+
     def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
-        out = []
-        for n, versions in self.repo.models.items():
-            if name and n != name:
-                continue
-            for v, m in versions.items():
-                if version and v != version:
-                    continue
-                s = m.stats
-                out.append(
-                    {
-                        "name": n,
-                        "version": v,
-                        "last_inference": s.last_inference_ms,
-                        "inference_count": s.infer_count,
-                        "execution_count": s.exec_count,
-                        "inference_stats": {
-                            "success": {"count": s.success, "ns": s.success_ns},
-                            "fail": {"count": s.fail, "ns": s.fail_ns},
-                            "queue": {"count": s.success, "ns": s.queue_ns},
-                            "compute_input": {"count": s.exec_count, "ns": 0},
-                            "compute_infer": {"count": s.exec_count, "ns": s.compute_ns},
-                            "compute_output": {"count": s.exec_count, "ns": 0},
-                        },
-                    }
-                )
-        return {"model_stats": out}
+        """Triton's statistics for the loaded versions (all, one model's, or one version's). With
+        --workers, the whole server's (every worker's counters summed), whichever worker answers."""
+        keys = [
+            (n, v)
+            for n, versions in self.repo.models.items()
+            if not name or n == name
+            for v in versions
+            if not version or v == version
+        ]
+        return {"model_stats": self.metrics.statistics(keys)}
 
     async def reload(self, name: str) -> None:
         """Load `name` again from disk; on failure the serving versions stay (400 with the reason)."""
