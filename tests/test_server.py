@@ -714,6 +714,64 @@ def test_failed_reload_keeps_the_old_version_and_a_good_one_replaces_it(server, 
     assert client.is_model_ready("digits")
 
 
+# ---- Triton's extensions over gRPC: the REST answers --------------------------------------------------------
+def test_grpc_config_statistics_and_index_equal_rest(server, client, gclient):
+    """tritonclient.grpc's get_model_config / get_inference_statistics / get_model_repository_index give the
+    REST answers field for field (the REST JSON parsed into Triton's own messages)."""
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2, service_pb2
+
+    for name in ("digits", "fixed", "text"):
+        rest = json_format.ParseDict(client.get_model_config(name), model_config_pb2.ModelConfig())
+        assert gclient.get_model_config(name).config == rest, name
+    config = gclient.get_model_config("digits").config
+    assert config.max_batch_size == 32 and list(config.input[0].dims) == [1, 8, 8]
+    assert config.input[0].data_type == model_config_pb2.TYPE_FP32
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == 1024
+    for kwargs in ({"model_name": "digits"}, {"model_name": "digits", "model_version": "1"}, {}):
+        rest = json_format.ParseDict(
+            client.get_inference_statistics(**kwargs), service_pb2.ModelStatisticsResponse()
+        )
+        assert gclient.get_inference_statistics(**kwargs) == rest, kwargs
+    stats = gclient.get_inference_statistics("digits").model_stats[0]
+    assert stats.inference_stats.success.count > 0 and stats.execution_count > 0
+    rest_index = {(m["name"], m["version"], m["state"]) for m in client.get_model_repository_index()}
+    grpc_index = {(m.name, m.version, m.state) for m in gclient.get_model_repository_index().models}
+    assert grpc_index == rest_index and ("digits", "1", "READY") in grpc_index
+
+
+def test_grpc_unload_and_load_act_like_rest(server, client, gclient):
+    gclient.unload_model("fixed")
+    assert not gclient.is_model_ready("fixed") and not client.is_model_ready("fixed")
+    assert get(server.port, "/v2/models/fixed")[0] == 404
+    states = {m.name: m.state for m in gclient.get_model_repository_index().models}
+    assert states["fixed"] == "UNAVAILABLE"
+    status, ready = post_json(server.port, "/v2/repository/index", {"ready": True})
+    assert (
+        status == 200 and "fixed" not in {m["name"] for m in ready} and "digits" in {m["name"] for m in ready}
+    )
+    gclient.load_model("fixed")
+    assert gclient.is_model_ready("fixed") and get(server.port, "/v2/models/fixed")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda g: g.get_model_config("nope"), "unknown model 'nope'"),
+        (lambda g: g.get_model_config(".."), "invalid model name"),
+        (lambda g: g.get_inference_statistics("nope"), "unknown model 'nope'"),
+        (lambda g: g.get_inference_statistics("digits", "x"), "invalid version"),
+        (lambda g: g.load_model("../digits"), "invalid model name"),
+        (lambda g: g.load_model("absent"), "failed to load 'absent'"),
+        (lambda g: g.unload_model("%2e%2e"), "invalid model name"),
+        (lambda g: g.unload_model("absent"), "not loaded"),
+    ],
+)
+def test_grpc_extension_errors_are_the_rest_errors(gclient, call, match):
+    with pytest.raises(InferenceServerException, match=match):
+        call(gclient)
+
+
 # ---- security, limits, torch-free, providers -------------------------------------------------------------
 def test_api_key_body_limit_and_torch_free_start(repo, cnn_run):
     s = Server(

@@ -11,7 +11,10 @@ Lifecycle, in the order a deployment sees it:
 
 With --workers N > 1 the parent binds the HTTP socket and forks N workers that share it (the kernel spreads
 connections); each worker loads its own models before it accepts any (so whichever worker answers `ready`
-or a request has its models), and has its own metrics; gRPC runs in the first worker only.
+or a request has its models). Every worker also serves gRPC: each binds the gRPC port with SO_REUSEPORT
+(grpcio takes no inherited socket), after its models are loaded, and the kernel spreads gRPC connections
+too. Metrics use prometheus_client's multiprocess mode in a temporary folder the parent removes at exit, so
+/metrics and /v2/models/.../stats answer the whole server's totals whichever worker is asked.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.server.repository import Repository, choose_providers
@@ -65,13 +71,24 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_grpc_port(host: str, port: int) -> None:
+    """A clear error before forking when the gRPC port is taken (each worker binds it itself)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ToolkitError(f"cannot listen for gRPC on {host}:{port}: {exc.strerror}") from None
+
+
 def serve(path: str | Path, config: ServeConfig) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0 after a clean drain, 2 if models fail to load)."""
     _setup_logging()
     service = build_service(path, config)
     sock = bind_socket(config.host, config.port)
     if config.workers <= 1:
-        return _run_worker(service, sock, grpc=True, preload=False)
+        return _run_worker(service, sock, preload=False)
     return _run_workers(path, config, sock)
 
 
@@ -86,15 +103,28 @@ def _early_signal(sig: int, frame: object) -> None:  # noqa: ARG001
 
 
 def _run_workers(path: str | Path, config: ServeConfig, sock: socket.socket) -> int:
+    if config.grpc_port:
+        check_grpc_port(config.host, config.grpc_port)
+    from toolkit.runtime.server.metrics import use_multiprocess
+
+    metrics_dir = tempfile.mkdtemp(prefix="toolkit-serve-metrics-")
+    use_multiprocess(metrics_dir)
+    try:
+        return _fork_workers(path, config, sock)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fork_workers(path: str | Path, config: ServeConfig, sock: socket.socket) -> int:
     children = []
     signal.signal(signal.SIGTERM, _early_signal)
     signal.signal(signal.SIGINT, _early_signal)
-    for i in range(config.workers):
+    for _ in range(config.workers):
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _run_worker(build_service(path, config), sock, grpc=i == 0, preload=True)
+                code = _run_worker(build_service(path, config), sock, preload=True)
             finally:
                 os._exit(code)
         children.append(pid)
@@ -119,20 +149,36 @@ def _run_workers(path: str | Path, config: ServeConfig, sock: socket.socket) -> 
     return worst
 
 
-def _run_worker(service: Service, sock: socket.socket, grpc: bool, preload: bool) -> int:
+def _run_worker(service: Service, sock: socket.socket, preload: bool) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # Windows: the default loop
         pass
-    return asyncio.run(_main(service, sock, grpc, preload))
+    return asyncio.run(_main(service, sock, preload))
 
 
-async def _main(service: Service, sock: socket.socket, with_grpc: bool, preload: bool) -> int:
-    """Serve on `sock` until a signal. `preload`: load the models before accepting connections (workers
-    sharing a socket: a worker still loading must not take connections, or `ready` answered by one
-    worker would not hold for the next request)."""
+def _start_grpc(service: Service, server: Any, reuse_port: bool) -> bool:
+    """gRPC beside HTTP (when --grpc-port is not 0); False, logged, when it cannot listen."""
+    config = service.config
+    if not config.grpc_port:
+        return True
+    from toolkit.runtime.server.grpc_service import start_grpc
+
+    try:
+        server.grpc_server = start_grpc(service, service.loop, config.host, config.grpc_port, reuse_port)
+    except (OSError, RuntimeError) as exc:
+        log.error("error: cannot listen for gRPC on %s:%s: %s", config.host, config.grpc_port, exc)
+        return False
+    return True
+
+
+async def _main(service: Service, sock: socket.socket, preload: bool) -> int:
+    """Serve on `sock` until a signal. `preload` (workers): load the models before accepting connections
+    (a worker still loading must not take connections, or `ready` answered by one worker would not hold
+    for the next request) and only then start gRPC. Alone, the process listens at once (`live` answers)
+    and loads in the background."""
     import uvicorn
 
     from toolkit.runtime.server.http import HttpApp
@@ -152,21 +198,13 @@ async def _main(service: Service, sock: socket.socket, with_grpc: bool, preload:
         backlog=2048,
     )
     server = _Server(uv_config, service)
-    grpc_server = None
-    if with_grpc and config.grpc_port:
-        from toolkit.runtime.server.grpc_service import start_grpc
-
-        try:
-            grpc_server = start_grpc(service, loop, config.host, config.grpc_port)
-        except (OSError, RuntimeError) as exc:
-            log.error("error: cannot listen for gRPC on %s:%s: %s", config.host, config.grpc_port, exc)
-            return 2
-        server.grpc_server = grpc_server
+    if not preload and not _start_grpc(service, server, reuse_port=False):
+        return 2
     log.info(
         "listening on http://%s:%s%s; loading models",
         config.host,
         sock.getsockname()[1],
-        f" and grpc {config.host}:{config.grpc_port}" if grpc_server else "",
+        f" and grpc {config.host}:{config.grpc_port}" if config.grpc_port else "",
     )
     code = 0
 
@@ -181,6 +219,8 @@ async def _main(service: Service, sock: socket.socket, with_grpc: bool, preload:
     load_task = None
     if preload:
         await load()
+        if not code and _EARLY_SIGNAL["sig"] is None and not _start_grpc(service, server, reuse_port=True):
+            code = 2
     else:
         load_task = loop.create_task(load())
     if preload and not code and _EARLY_SIGNAL["sig"] is not None:
@@ -189,8 +229,8 @@ async def _main(service: Service, sock: socket.socket, with_grpc: bool, preload:
         await server.serve(sockets=[sock])
     if load_task is not None and not load_task.done():
         load_task.cancel()
-    if grpc_server is not None:
-        await loop.run_in_executor(None, grpc_server.stop(GRACE_S).wait)
+    if server.grpc_server is not None:
+        await loop.run_in_executor(None, server.grpc_server.stop(GRACE_S).wait)
     await service.close()
     service.executor.shutdown(wait=True)
     if code == 0:

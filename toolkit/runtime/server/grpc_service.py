@@ -235,14 +235,17 @@ def decode_grpc(request: Any, check: Any = None) -> InferRequest:
     )
 
 
-def start_grpc(service: Service, loop: asyncio.AbstractEventLoop, host: str, port: int) -> grpc.Server:
+def start_grpc(
+    service: Service, loop: asyncio.AbstractEventLoop, host: str, port: int, reuse_port: bool = False
+) -> grpc.Server:
+    """Listen on host:port (`reuse_port`: SO_REUSEPORT, so every worker of --workers binds the same port)."""
     limit = service.config.max_body_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=16, thread_name_prefix="toolkit-grpc"),
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, loop), server)
