@@ -164,9 +164,11 @@ def tensor(draw, spec: dict, clean: bool) -> tuple[dict, bytes | None]:
 def infer_body(draw, specs: dict, model: str | None) -> tuple[bytes, dict]:
     """(body, extra headers) for /infer: exactly what `model` takes (JSON or binary tensors), the same with
     mutations, arbitrary JSON or raw bytes."""
-    kind = draw(st.sampled_from(["clean"] * 3 + ["mutated"] * 3 + ["json", "bytes"]))
+    kind = draw(st.sampled_from(["clean"] * 3 + ["mutated"] * 3 + ["json", "bytes", "huge"]))
     if kind == "bytes":
         return draw(st.binary(max_size=300)), {}
+    if kind == "huge":  # over --max-body-mb (0.05 MB): a 413, then the server closes (lingering close)
+        return b"[" * draw(st.integers(60_000, 200_000)), {}
     if kind == "json":
         return json.dumps(draw(JSON_VALUES)).encode(), {}
     clean = kind == "clean"
@@ -346,6 +348,7 @@ def test_fuzzed_requests_never_get_a_5xx_or_a_dropped_connection(fuzz_server):
     seen = fuzz(fuzz_server, FUZZ_REQUESTS)
     assert seen["infer"].get(200, 0) >= 20 and seen["infer"].get(400, 0) >= 20, seen
     assert seen["v1"].get(200, 0) >= 3 and seen["other"].get(404, 0) >= 5, seen
+    assert seen["infer"].get(413, 0) >= 1, seen
     statuses = {status for kinds in seen.values() for status in kinds}
     assert statuses <= {200, 400, 404, 405, 413}, seen
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_one_line_error
 from test_server import Server, identity_model, post_json
 
 tritongrpc = pytest.importorskip("tritonclient.grpc")
@@ -303,3 +304,10 @@ def test_a_request_waiting_past_the_queue_timeout_is_answered_not_run(repo, trip
         assert wait_for_stat(s.port, "execution", 1) == 1  # only the long request ever ran
     finally:
         assert s.stop() == 0, s.stderr()
+
+
+def test_cli_refuses_bad_limits(cli, repo):
+    assert_one_line_error(cli("serve", repo, "--max-queue-size", "-1"), "--max-queue-size must be at least 0")
+    assert_one_line_error(cli("serve", repo, "--queue-timeout-s", "-2"), "--queue-timeout-s must be >= 0")
+    result = cli("serve", "--help")
+    assert "--max-queue-size" in result.output and "--queue-timeout-s" in result.output

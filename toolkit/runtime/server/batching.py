@@ -236,6 +236,7 @@ class Batcher:
     async def _run_alone(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
         for item in batch:
+            start = time.perf_counter()
             try:
                 result = await loop.run_in_executor(self.executor, self.model.run, item.feeds)
             except Exception as exc:
@@ -244,5 +245,7 @@ class Batcher:
                         ServeError(400, f"the model fails on these inputs: {first_line(exc)}")
                     )
                 continue
+            if self.metrics is not None:
+                self.metrics.executed(item.rows, time.perf_counter() - start)
             if not item.future.done():
                 item.future.set_result(result)
