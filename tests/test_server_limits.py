@@ -259,7 +259,7 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(repo, trips_per_secon
             time.sleep(0.3)  # both are in the queue now (the slot is busy for another second)
             status, body, headers, seconds = post_slow(s.port, 1)
             assert status == 503 and "--max-queue-size 2" in body["error"], body
-            assert headers.get("retry-after") == "1" and seconds < 0.5
+            assert headers.get("retry-after") == "1" and not running.done()  # at once, not after a wait
             g = tritongrpc.InferenceServerClient(f"127.0.0.1:{s.grpc_port}")
             with pytest.raises(InferenceServerException) as info:
                 grpc_slow(g, 1)
@@ -291,9 +291,9 @@ def test_a_request_waiting_past_the_queue_timeout_is_answered_not_run(repo, trip
             wait_for_stat(s.port, "queue", 1)
             status, body, headers, seconds = post_slow(s.port, 1)
             assert status == 503 and "without starting" in body["error"] and headers.get("retry-after") == "1"
-            assert 0.25 < seconds < 0.9, seconds
+            assert seconds >= 0.25 and not running.done(), seconds  # waited its limit, not for the slot
             status, body, _, seconds = post_slow(s.port, 1, timeout_us=100_000)  # 0.1 s of its own
-            assert status == 503 and seconds < 0.25, (status, seconds)
+            assert status == 503 and "limit 0.1 s" in body["error"] and not running.done(), (status, body)
             g = tritongrpc.InferenceServerClient(f"127.0.0.1:{s.grpc_port}")
             with pytest.raises(InferenceServerException, match="Deadline"):
                 grpc_slow(g, 1, client_timeout=0.1)
