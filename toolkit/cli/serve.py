@@ -11,6 +11,25 @@ import typer
 from toolkit.cli._common import handle_errors
 from toolkit.errors import ToolkitError
 
+# Overload limits (docs/serve-reliability.md)
+MaxQueueSize = Annotated[
+    int,
+    typer.Option(
+        "--max-queue-size",
+        help="Requests that may wait for one model version (per worker); one more gets 503 (gRPC "
+        "UNAVAILABLE) with Retry-After at once instead of a longer wait (0: no bound).",
+    ),
+]
+QueueTimeout = Annotated[
+    float,
+    typer.Option(
+        "--queue-timeout-s",
+        help="A request still waiting for its batch to start after this long gets 503 with Retry-After "
+        "and is never run (0: no limit). A request's own 'timeout' parameter or gRPC deadline may "
+        "shorten it; a request that has started runs to the end.",
+    ),
+]
+
 
 @handle_errors
 def serve(
@@ -70,23 +89,8 @@ def serve(
     instances: Annotated[
         int, typer.Option(help="Batches of one model that may run at the same time (thread pool).")
     ] = 2,
-    max_queue_size: Annotated[
-        int,
-        typer.Option(
-            "--max-queue-size",
-            help="Requests that may wait for one model version (per worker); one more gets 503 (gRPC "
-            "UNAVAILABLE) with Retry-After at once instead of a longer wait (0: no bound).",
-        ),
-    ] = 1024,
-    queue_timeout_s: Annotated[
-        float,
-        typer.Option(
-            "--queue-timeout-s",
-            help="A request still waiting for its batch to start after this long gets 503 with Retry-After "
-            "and is never run (0: no limit). A request's own 'timeout' parameter or gRPC deadline may "
-            "shorten it; a request that has started runs to the end.",
-        ),
-    ] = 30.0,
+    max_queue_size: MaxQueueSize = 1024,
+    queue_timeout_s: QueueTimeout = 30.0,
 ) -> None:
     """Serve models over the Open Inference Protocol (KServe V2) REST and gRPC, with Triton's binary tensor
     extension, KServe V1 :predict on raw inputs, dynamic batching and Prometheus /metrics.

@@ -12,8 +12,9 @@ At most `instances` batches run at once, each in the thread pool (onnxruntime re
 Overload: at most `max_queue_size` requests wait (0: no bound); one more is refused at once with 503 and a
 Retry-After hint rather than queued behind the others, so latency stays bounded under any load. A request
 still waiting when its wait limit passes (`queue_timeout_s`, or less when the request or the gRPC deadline
-asks) is answered 503 and never run: a sweeper task checks the queue every few milliseconds while it holds
-requests with a limit, so the hot path pays nothing for it. A request whose batch has started runs to the end.
+asks) is answered 503 and never run: while the queue holds requests with a limit, a sweeper task checks it
+every 2-50 ms (a tenth of the shortest limit), so the hot path pays nothing for it. A request whose batch
+has started runs to the end (onnxruntime is not interrupted).
 """
 
 from __future__ import annotations

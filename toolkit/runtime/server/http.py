@@ -68,7 +68,8 @@ class HttpApp:
         headers = headers or _json_headers(body)
         if not scope.get(BODY_READ) and _has_body(scope):
             # A client that sent Expect: 100-continue and was never asked for its body sends none: close now.
-            drain = scope.get(BODY_ASKED) or (b"expect", b"100-continue") not in scope["headers"]
+            expects = any(k == b"expect" and v.lower() == b"100-continue" for k, v in scope["headers"])
+            drain = scope.get(BODY_ASKED) or not expects
             await _respond_and_linger(send, receive, status, body, headers, drain)
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -18,7 +18,7 @@ import numpy as np
 
 from toolkit import __version__
 from toolkit.errors import ToolkitError
-from toolkit.runtime.server.batching import Batcher
+from toolkit.runtime.server.batching import RETRY_AFTER_S, Batcher
 from toolkit.runtime.server.metrics import Metrics
 from toolkit.runtime.server.protocol import InferRequest, ServeError
 from toolkit.runtime.server.repository import LoadedModel, Repository, check_name, check_version
@@ -189,7 +189,7 @@ class Service:
         `wait_s`: the longest it may wait for its batch to start (a gRPC deadline; the request's own
         `timeout` parameter, in microseconds as Triton's clients send it, also counts)."""
         if self.draining:
-            raise ServeError(503, "the server is shutting down", retry_after=1)
+            raise ServeError(503, "the server is shutting down", retry_after=RETRY_AFTER_S)
         start = time.perf_counter()
         metrics = self.metrics.for_model(model.name, model.version)
         if request.timeout_us is not None:
