@@ -245,10 +245,28 @@ def wait_for_stat(port: int, key: str, at_least: int, timeout: float = 10.0) -> 
         time.sleep(0.02)
 
 
+def trailing_metadata_of_refusal(port: int) -> dict:
+    """One raw gRPC ModelInfer (the server's own stubs) expected to be refused: its trailing metadata."""
+    import grpc
+
+    from toolkit.runtime.server import grpc_service_pb2 as pb
+    from toolkit.runtime.server import grpc_service_pb2_grpc as pb_grpc
+
+    request = pb.ModelInferRequest(model_name="slow")
+    for name, datatype, raw in (("x", "FP32", np.ones(1, "<f4")), ("n", "INT64", np.ones(1, "<i8"))):
+        request.inputs.add(name=name, datatype=datatype, shape=[1, 1])
+        request.raw_input_contents.append(raw.tobytes())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    return {k: v for k, v in info.value.trailing_metadata() if "retry" in k}
+
+
 def test_a_full_queue_answers_503_with_retry_after_at_once(repo, trips_per_second):
     """One onnxruntime slot busy for ~1.5 s, two requests waiting (--max-queue-size 2): the next request
-    over HTTP gets 503 + Retry-After and over gRPC UNAVAILABLE + retry pushback, both at once; the queued
-    ones are then served."""
+    over HTTP gets 503 + Retry-After and over gRPC (tritonclient, then raw stubs for the trailing metadata)
+    UNAVAILABLE + retry pushback, all at once; the queued ones are then served."""
     s = Server(repo, "--max-queue-size", "2", "--instances", "1", "--max-batch-size", "1")
     long = int(trips_per_second * 1.5)
     try:
@@ -264,13 +282,17 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(repo, trips_per_secon
             with pytest.raises(InferenceServerException) as info:
                 grpc_slow(g, 1)
             assert "StatusCode.UNAVAILABLE" in str(info.value.status()) and "overloaded" in str(info.value)
+            assert trailing_metadata_of_refusal(s.grpc_port) == {
+                "retry-after": "1",
+                "grpc-retry-pushback-ms": "1000",
+            }
             assert running.result()[0] == 200
             assert [q.result()[0] for q in queued] == [200, 200]
         metrics = http.client.HTTPConnection("127.0.0.1", s.port)
         metrics.request("GET", "/metrics")
         text = metrics.getresponse().read().decode()
         assert (
-            'toolkit_inference_request_rejected_total{model="slow",reason="queue_full",version="1"} 2.0'
+            'toolkit_inference_request_rejected_total{model="slow",reason="queue_full",version="1"} 3.0'
             in text
         )
     finally:
