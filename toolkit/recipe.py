@@ -280,6 +280,76 @@ MODEL_CONFIGS: dict[str, type] = {
 }
 
 
+# --------------------------------------------------------------------------------------------- federated
+FederatedStrategy = Literal["fedavg", "fedprox", "fedadam"]
+PrivacyMode = Literal["none", "server", "client", "local"]
+
+
+@dataclass
+class PrivacyConfig:
+    """Differential privacy as Flower provides it (toolkit federate; docs/federated.md)."""
+
+    mode: PrivacyMode = "none"  # server|client: central DP, updates clipped on the server|client; local: LocalDpMod
+    noise_multiplier: float = 1.0  # server|client: Gaussian noise std = noise_multiplier * clipping_norm / clients
+    clipping_norm: float = 1.0  # L2 bound on each client's model update (all modes)
+    epsilon: float = 10.0  # local: privacy budget of each client update
+    delta: float = 1e-5  # local: failure probability of the epsilon bound
+    sensitivity: float = 1.0  # local: L1 sensitivity used to scale the Laplace noise
+
+    def __post_init__(self) -> None:
+        for name in ("noise_multiplier", "clipping_norm", "epsilon", "sensitivity"):
+            if getattr(self, name) < 0 or (name != "noise_multiplier" and getattr(self, name) == 0):
+                raise ToolkitError(f"federate.privacy.{name} must be positive (got {getattr(self, name)})")
+        _check_range("federate.privacy.delta", self.delta, 0.0, 1.0)
+
+
+@dataclass
+class FederateConfig:
+    """Federated training with Flower (toolkit federate): train.epochs is replaced by rounds x local_epochs."""
+
+    clients: int = 2  # simulation: client processes, each holding one partition of the train split
+    rounds: int = 10  # server rounds: send the global model, train locally, aggregate
+    strategy: FederatedStrategy = "fedavg"  # Flower strategy that aggregates the client models
+    partition: str = "iid"  # simulation: iid | dirichlet:ALPHA (label skew, smaller = more skewed) | by-column:COL
+    fraction_fit: float = 1.0  # share of the connected clients sampled each round
+    local_epochs: int = 1  # passes over its own data a client makes per round
+    proximal_mu: float = 0.01  # fedprox: weight of the proximal term (mu/2)*||w - w_global||^2
+    server_lr: float = 0.01  # fedadam: server-side learning rate (eta)
+    round_timeout: float = 600.0  # seconds the server waits for replies; late or dead clients are left out
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+    def __post_init__(self) -> None:
+        if self.clients < 1 or self.rounds < 1 or self.local_epochs < 1:
+            raise ToolkitError(
+                "federate.clients, federate.rounds and federate.local_epochs must be positive integers "
+                f"(got {self.clients}, {self.rounds}, {self.local_epochs})"
+            )
+        if not 0 < self.fraction_fit <= 1:
+            raise ToolkitError(f"federate.fraction_fit must be in (0, 1] (got {self.fraction_fit})")
+        if self.proximal_mu < 0 or self.server_lr <= 0 or self.round_timeout <= 0:
+            raise ToolkitError("federate.proximal_mu must be >= 0, server_lr and round_timeout > 0")
+        parse_partition(self.partition)
+
+
+def parse_partition(text: str) -> tuple[str, float | str | None]:
+    """'iid' -> ('iid', None); 'dirichlet:0.5' -> ('dirichlet', 0.5); 'by-column:site' -> ('by-column', 'site')."""
+    kind, _, arg = str(text).partition(":")
+    if kind == "iid" and not arg:
+        return "iid", None
+    if kind == "dirichlet":
+        try:
+            alpha = float(arg)
+        except ValueError:
+            alpha = -1.0
+        if alpha > 0 and math.isfinite(alpha):
+            return "dirichlet", alpha
+    if kind == "by-column" and arg:
+        return "by-column", arg
+    raise ToolkitError(
+        f"federate.partition must be iid, dirichlet:ALPHA (ALPHA > 0) or by-column:COLUMN (got {text!r})"
+    )
+
+
 # --------------------------------------------------------------------------------------------- recipe
 @dataclass
 class Recipe:
@@ -294,10 +364,15 @@ class Recipe:
     # toolkit/tune/space.py). It describes how to explore around the recipe, not the recipe itself: it is
     # left out of to_dict (run directories, checkpoints and model metadata) and of equality.
     search: dict[str, Any] = field(default_factory=dict, compare=False)
+    # Federated runs only (toolkit federate): rounds, clients, strategy, partition, privacy. Left out of
+    # to_dict when unset, so a centrally trained run's recipe stays as it was.
+    federate: FederateConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
         raw.pop("search")
+        if raw["federate"] is None:
+            raw.pop("federate")
         return raw
 
     def to_yaml(self) -> str:
@@ -424,7 +499,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if depth == len(keys) - 1:
             node[part] = value
             return
-        sub_cls = allowed[part]
+        sub_cls = _optional_inner(allowed[part])
         if not (isinstance(sub_cls, type) and dataclasses.is_dataclass(sub_cls)):
             raise ToolkitError(f"unknown key {key!r} in --set: {'.'.join(keys[: depth + 1])} has no sub-keys")
         child = node.get(part)
@@ -433,6 +508,15 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise ToolkitError(f"cannot set {key!r}: {part} is not a mapping")
         node, cls = child, sub_cls
+
+
+def _optional_inner(tp: Any) -> Any:
+    """`X | None` -> X (an optional section such as `federate` takes sub-keys like a plain one)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return tp
 
 
 def _allowed_keys(cls: Any, raw: dict[str, Any]) -> dict[str, Any]:
