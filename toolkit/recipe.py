@@ -289,8 +289,12 @@ PrivacyMode = Literal["none", "server", "client", "local"]
 class PrivacyConfig:
     """Differential privacy as Flower provides it (toolkit federate; docs/federated.md)."""
 
-    mode: PrivacyMode = "none"  # server|client: central DP, updates clipped on the server|client; local: LocalDpMod
-    noise_multiplier: float = 1.0  # server|client: Gaussian noise std = noise_multiplier * clipping_norm / clients
+    mode: PrivacyMode = (
+        "none"  # server|client: central DP, updates clipped on the server|client; local: LocalDpMod
+    )
+    noise_multiplier: float = (
+        1.0  # server|client: Gaussian noise std = noise_multiplier * clipping_norm / clients
+    )
     clipping_norm: float = 1.0  # L2 bound on each client's model update (all modes)
     epsilon: float = 10.0  # local: privacy budget of each client update
     delta: float = 1e-5  # local: failure probability of the epsilon bound
@@ -310,7 +314,9 @@ class FederateConfig:
     clients: int = 2  # simulation: client processes, each holding one partition of the train split
     rounds: int = 10  # server rounds: send the global model, train locally, aggregate
     strategy: FederatedStrategy = "fedavg"  # Flower strategy that aggregates the client models
-    partition: str = "iid"  # simulation: iid | dirichlet:ALPHA (label skew, smaller = more skewed) | by-column:COL
+    partition: str = (
+        "iid"  # simulation: iid | dirichlet:ALPHA (label skew, smaller = more skewed) | by-column:COL
+    )
     fraction_fit: float = 1.0  # share of the connected clients sampled each round
     local_epochs: int = 1  # passes over its own data a client makes per round
     proximal_mu: float = 0.01  # fedprox: weight of the proximal term (mu/2)*||w - w_global||^2

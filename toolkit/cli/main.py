@@ -9,6 +9,7 @@ import typer
 from toolkit import __version__
 from toolkit.cli import edge as edge_cmd
 from toolkit.cli import export as export_cmd
+from toolkit.cli import federate as federate_cmd
 from toolkit.cli import generate as generate_cmd
 from toolkit.cli import info as info_cmd
 from toolkit.cli import predict as predict_cmd
@@ -51,6 +52,7 @@ app.command("recipes")(recipes_cmd.recipes)
 app.command("train")(train_cmd.train)
 app.command("eval")(train_cmd.eval_run)
 app.command("tune")(tune_cmd.tune)
+app.add_typer(federate_cmd.app, name="federate")
 app.command("export")(export_cmd.export)
 app.command("generate")(generate_cmd.generate)
 app.command("validate")(validate_cmd.validate)
