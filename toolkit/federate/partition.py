@@ -8,6 +8,7 @@ client's rows to its own file, so a client process holds only its own partition.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,11 +37,13 @@ def partition(
     kind, arg = parse_partition(partition)
     check_clients(len(y), clients)
     try:
+        import datasets
         from datasets import Dataset
         from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, NaturalIdPartitioner
     except ImportError:
         raise ToolkitError("federated training needs Flower: pip install 'toolkit[federate]'") from None
 
+    datasets.disable_progress_bars()
     columns: dict[str, Any] = {"row": np.arange(len(y))}
     if kind == "iid":
         partitioner = IidPartitioner(num_partitions=clients)
@@ -65,9 +68,12 @@ def partition(
                 f"so use --clients {groups} (got {clients})"
             )
         partitioner = NaturalIdPartitioner(partition_by="group")
-    partitioner.dataset = Dataset.from_dict(columns)
+    # Shuffled first, as Flower Datasets' FederatedDataset does: IidPartitioner cuts contiguous ranges.
+    partitioner.dataset = Dataset.from_dict(columns).shuffle(seed=seed)
     try:
-        parts = [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(clients)]
+        with warnings.catch_warnings():  # Dirichlet redraws warn on every retry; failing for good raises
+            warnings.simplefilter("ignore")
+            parts = [np.sort(partitioner.load_partition(i)["row"]).astype(np.int64) for i in range(clients)]
     except ValueError as exc:  # Dirichlet: no draw gave every client MIN_PARTITION rows
         raise ToolkitError(
             f"--partition {partition} cannot give each of {clients} clients {MIN_PARTITION} samples "
