@@ -240,9 +240,11 @@ def _toolkit(*args: str, **kw) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_server_and_clients_over_tls_and_a_client_with_other_columns_is_refused(tmp_path):
-    """A deployment on loopback: `toolkit federate server` with TLS, two `toolkit federate client` processes
-    verifying it with the CA; a third client whose CSV lacks a column leaves with one line, the others train."""
+    """A deployment on loopback: `toolkit federate server` with TLS and SuperNode authentication, two
+    `toolkit federate client` processes verifying it with the CA and signing with their registered keys; a
+    third client whose CSV lacks a column leaves with one line, the others train."""
     certs = _make_certificates(tmp_path)
+    keys = [_make_node_key(tmp_path / f"node{i}") for i in range(3)]
     good = _breast_csv(tmp_path / "good.csv")
     short = _breast_csv(tmp_path / "short.csv", drop="mean_radius")
     with socket.socket() as s:
@@ -252,13 +254,25 @@ def test_server_and_clients_over_tls_and_a_client_with_other_columns_is_refused(
         "federate", "server", "mlp-tabular", "--data", str(good), "--set", "data.target=target",
         "--clients", "3", "--rounds", "2", "--address", f"127.0.0.1:{port}", "--ssl-ca-certfile", certs["ca"],
         "--ssl-certfile", certs["cert"], "--ssl-keyfile", certs["key"], "--out", str(tmp_path / "run"),
-        "--json", "--connect-timeout", "120",
+        "--json", "--connect-timeout", "120", *[a for k in keys for a in ("--auth-key", k["public"])],
     )  # fmt: skip
     tls = ["--server", f"127.0.0.1:{port}", "--root-certificates", certs["ca"], "--connect-timeout", "60"]
-    clients = [
-        _toolkit("federate", "client", "--data", str(good), "--client-id", str(i), *tls) for i in (0, 1)
-    ]
-    bad = _toolkit("federate", "client", "--data", str(short), "--client-id", "2", *tls)
+
+    def client(data: Path, i: int) -> subprocess.Popen:
+        return _toolkit(
+            "federate",
+            "client",
+            "--data",
+            str(data),
+            "--client-id",
+            str(i),
+            "--auth-key",
+            keys[i]["private"],
+            *tls,
+        )
+
+    clients = [client(good, 0), client(good, 1)]
+    bad = client(short, 2)
     try:
         out, err = server.communicate(timeout=400)
         assert server.returncode == 0, err[-2000:]
@@ -272,7 +286,8 @@ def test_server_and_clients_over_tls_and_a_client_with_other_columns_is_refused(
                 p.terminate()
                 p.wait(timeout=30)
     metrics = json.loads(out[out.index("{") :])
-    assert metrics["federated"]["mode"] == "deployment" and metrics["federated"]["security"]["tls"]
+    assert metrics["federated"]["mode"] == "deployment"
+    assert metrics["federated"]["security"] == {"tls": True, "supernode_auth": True}
     rows = _rows(tmp_path / "run")
     assert rows[1]["clients"] == "2" and rows[1]["failed"] == "1"  # the refused client, reported as a failure
 
@@ -315,3 +330,21 @@ def _make_certificates(tmp: Path) -> dict[str, str]:
         )
     )
     return {k: str(v) for k, v in paths.items()}
+
+
+def _make_node_key(stem: Path) -> dict[str, str]:
+    """A SuperNode key pair as Flower reads it: EC P-384, OpenSSH format (like `ssh-keygen -t ecdsa -b 384`)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    private, public = stem.with_suffix(".key"), stem.with_suffix(".pub")
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    return {"private": str(private), "public": str(public)}
