@@ -32,12 +32,13 @@ CONTENDERS = {
         "federate",
         "cnn-image",
         "--clients", "8", "--rounds", str(ROUNDS), "--partition", "dirichlet:0.5", "--strategy", "fedavg",
+        "--local-epochs", "5", "--set", "train.batch_size=32",
     ],
     "digits_fedprox": [
         "federate",
         "cnn-image",
         "--clients", "8", "--rounds", str(ROUNDS), "--partition", "dirichlet:0.5", "--strategy", "fedprox",
-        "--proximal-mu", "0.01",
+        "--proximal-mu", "0.01", "--local-epochs", "5", "--set", "train.batch_size=32",
     ],
     "breast_central": ["train", "mlp-tabular"],
     "breast_fedavg": [

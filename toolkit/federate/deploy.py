@@ -112,16 +112,43 @@ def join(
         if client_id is not None:
             node["client-id"] = client_id
         with launch.Federation(Path(tmp) / "flower") as federation:
-            proc = federation.start_supernode(
-                "supernode", f"{host}:{port}", node, root_certificates, auth_key, max_wait=connect_timeout
+            serve_node(
+                federation, f"{host}:{port}", node, root_certificates, auth_key, connect_timeout, on_status
             )
-            if on_status is not None:
-                on_status(f"joined the federation at {host}:{port}; serving {data} (Ctrl-C to leave)")
-            while proc.poll() is None:
-                if status.is_file():  # the ClientApp refused this client's data: say why, and leave
-                    raise ToolkitError(status.read_text().strip())
-                time.sleep(0.5)
-            raise ToolkitError(f"the client stopped: {federation.log_tail('supernode', 2)}")
+
+
+def serve_node(
+    federation: Any,
+    server: str,
+    node: dict[str, Any],
+    root_certificates: str | None,
+    auth_key: str | None,
+    connect_timeout: float,
+    on_status: Any,
+) -> None:
+    """Run the SuperNode until stopped. One that the server turns away at first (its key is registered only
+    once the server is up) is started again until `connect_timeout` has passed."""
+    status = Path(node["status-file"])
+    deadline = time.monotonic() + connect_timeout
+    while True:
+        proc = federation.start_supernode(
+            "supernode", server, node, root_certificates, auth_key, connect_timeout
+        )
+        if on_status is not None:
+            on_status(f"joining the federation at {server}; serving {node['data']} (Ctrl-C to leave)")
+        started = time.monotonic()
+        while proc.poll() is None:
+            if status.is_file():  # the ClientApp refused this client's data: say why, and leave
+                raise ToolkitError(status.read_text().strip())
+            time.sleep(0.5)
+        reason = federation.log_tail("supernode", 2)
+        if time.monotonic() > deadline or time.monotonic() - started > connect_timeout:
+            hint = (
+                " (is this client's public key registered with the server's --auth-key?)" if auth_key else ""
+            )
+            raise ToolkitError(f"the client stopped: {reason}{hint}")
+        federation.stop("supernode", sig=9)
+        time.sleep(2.0)
 
 
 def wait_for_server(host: str, port: int, timeout: float) -> None:

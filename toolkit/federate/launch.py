@@ -11,16 +11,20 @@ processes it started. Flower's telemetry and update check are switched off; apps
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ToolkitError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 APP_NAME = "toolkit-federate"
 
@@ -99,10 +103,19 @@ class Federation:
 
     def __enter__(self) -> Federation:
         self.home.mkdir(parents=True, exist_ok=True)
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            # `kill PID` (SIGTERM) stops the federation cleanly too: the Flower processes live in their own
+            # sessions and would otherwise outlive this one.
+            self._previous = signal.signal(signal.SIGTERM, _terminate)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.stop_all()
+        try:
+            self.stop_all()
+        finally:
+            if self._previous is not None:
+                signal.signal(signal.SIGTERM, self._previous)
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
@@ -128,16 +141,33 @@ class Federation:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.stop(name)
+    def stop_all(self, grace: float = 5.0) -> None:
+        """SIGTERM every process group at once, SIGKILL what is left after `grace` seconds."""
+        live = [p for p in self.procs.values() if p.poll() is None]
+        for proc in live:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in live:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in live:  # the session too: a SuperNode's SuperExec and ClientApp outlive a dead parent
+            _signal_group(proc, signal.SIGKILL)
+            if proc.poll() is None:
+                proc.wait(timeout=10)
 
     def log_tail(self, name: str, lines: int = 5) -> str:
+        """The last lines of a process's log, or the error Flower logged there (its ERROR entry)."""
         path = self.home / f"{name}.log"
         if not path.is_file():
             return ""
-        text = path.read_text(errors="replace").strip().splitlines()
-        return " | ".join(line.strip() for line in text[-lines:])
+        text = [ANSI.sub("", line).strip() for line in path.read_text(errors="replace").splitlines()]
+        errors = [i for i, line in enumerate(text) if line.startswith("ERROR")]
+        if errors:  # Flower: "ERROR : Exit Code: 305", then what failed and why
+            picked = [line for line in text[errors[-1] : errors[-1] + 4] if line and "visit:" not in line]
+            return " ".join(picked)
+        return " | ".join(line for line in text[-lines:] if line)
 
     # ----------------------------------------------------------------------------------------- roles
     def start_superlink(
@@ -203,6 +233,17 @@ class Federation:
         if res.returncode != 0:
             last = (res.stderr or res.stdout).strip().splitlines()
             raise ToolkitError(f"could not register {public_key}: {last[-1] if last else 'flwr failed'}")
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def node_config_arg(config: dict[str, Any]) -> str:
