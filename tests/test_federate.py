@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error
+from helpers import NO_TORCH, assert_one_line_error
 
 from toolkit.errors import ToolkitError
 
@@ -65,6 +65,17 @@ def test_federate_section_is_validated_and_left_out_when_unset():
     ):
         with pytest.raises(ToolkitError, match=needle):
             load_recipe("mlp", [bad])
+
+
+def test_the_cli_and_package_load_without_torch_or_flower():
+    """`toolkit --help` and `toolkit federate --help` must not need the federate extra (nor torch)."""
+    block_flower = NO_TORCH.replace(
+        "name == 'torch' or name.startswith('torch.')",
+        "name.split('.')[0] in ('torch', 'flwr', 'flwr_datasets')",
+    )
+    code = block_flower + "import toolkit.federate, toolkit.cli.main\nprint('ok')\n"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
 # --------------------------------------------------------------------------------------------- partitions
@@ -244,6 +255,11 @@ def test_simulation_writes_a_normal_run_that_exports(cli, tmp_path):
     assert meta["metrics"]["federated"]["privacy"]["mode"] == "client"
     assert meta["recipe"]["federate"]["privacy"]["clipping_norm"] == 5.0
     assert meta["metrics"]["accuracy"] == metrics["accuracy"]
+    # validate recomputes the test metrics with onnxruntime and compares them with the ones recorded
+    result = cli("validate", run / "model.onnx", "--run", run, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["passed"] and report["metrics"]
 
 
 # --------------------------------------------------------------------------------------------- slow
@@ -275,8 +291,10 @@ def test_a_client_killed_mid_round_does_not_stop_the_federation(tmp_path):
 def test_federated_digits_reach_good_accuracy_on_a_skewed_partition(tmp_path):
     from toolkit.federate import simulate
 
+    """The bench's goal in small: digits under label skew (Dirichlet 0.5), 4 clients, 6 rounds of FedAvg."""
     overrides = ["federate.clients=4", "federate.rounds=6", "federate.partition=dirichlet:0.5"]
-    overrides += ["federate.local_epochs=2", "data.source=builtin:digits", "model.hidden=[64]"]
+    overrides += ["federate.local_epochs=5", "train.batch_size=32", "data.source=builtin:digits"]
+    overrides += ["model.hidden=[64]"]
     res = simulate("mlp-tabular", overrides=overrides, out=tmp_path / "run")
     assert res.metrics["accuracy"] >= 0.9, res.metrics
 
