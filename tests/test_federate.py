@@ -78,6 +78,31 @@ def test_the_cli_and_package_load_without_torch_or_flower():
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+    "mode, wrapper",
+    [
+        ("none", "FedAvg"),
+        ("server", "DifferentialPrivacyServerSideFixedClipping"),
+        ("client", "DifferentialPrivacyClientSideFixedClipping"),
+        ("local", "FedAvg"),  # local DP is a client mod (LocalDpMod); the server aggregates as usual
+    ],
+)
+def test_privacy_modes_use_flowers_mechanisms_and_are_described(mode, wrapper):
+    from toolkit.federate.privacy import describe
+    from toolkit.federate.strategy import build_strategy
+    from toolkit.recipe import load_recipe
+
+    rec = load_recipe("mlp", [f"federate.privacy.mode={mode}", "federate.privacy.noise_multiplier=0.5"])
+    strategy = build_strategy(rec.federate, clients=4, lr=1e-3)
+    assert type(strategy.inner).__name__ == wrapper
+    meta = describe(rec.federate.privacy, 4)
+    assert meta["mode"] == mode
+    if mode in ("server", "client"):
+        assert meta["noise_std"] == pytest.approx(0.5 * 1.0 / 4) and wrapper in meta["mechanism"]
+    if mode == "local":
+        assert meta["epsilon"] == 10.0 and "LocalDpMod" in meta["mechanism"]
+
+
 # --------------------------------------------------------------------------------------------- partitions
 def test_partitions_cover_the_train_split_once_and_dirichlet_skews_labels():
     from toolkit.federate.partition import partition
@@ -216,6 +241,7 @@ def test_server_refuses_to_start_without_tls_or_insecure(cli):
 
 
 # --------------------------------------------------------------------------------------------- end to end
+@pytest.mark.timeout(900)
 def test_simulation_writes_a_normal_run_that_exports(cli, tmp_path):
     """2 client processes, 2 rounds, client-side DP clipping: the run directory is what `toolkit train`
     writes, export reads it unchanged, and the federation and its privacy settings travel into the model."""
@@ -264,6 +290,7 @@ def test_simulation_writes_a_normal_run_that_exports(cli, tmp_path):
 
 # --------------------------------------------------------------------------------------------- slow
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # minutes of Flower processes on a loaded 2-core machine
 def test_a_client_killed_mid_round_does_not_stop_the_federation(tmp_path):
     """Kill one client's SuperNode (and its ClientApp) while round 2 is out: Flower reports it unavailable,
     the round is aggregated from the others, and the run finishes."""
@@ -288,6 +315,7 @@ def test_a_client_killed_mid_round_does_not_stop_the_federation(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # minutes of Flower processes on a loaded 2-core machine
 def test_federated_digits_reach_good_accuracy_on_a_skewed_partition(tmp_path):
     from toolkit.federate import simulate
 
@@ -310,6 +338,7 @@ def _toolkit(*args: str, **kw) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # minutes of Flower processes on a loaded 2-core machine
 def test_server_and_clients_over_tls_and_a_client_with_other_columns_is_refused(tmp_path):
     """A deployment on loopback: `toolkit federate server` with TLS and SuperNode authentication, two
     `toolkit federate client` processes verifying it with the CA and signing with their registered keys; a

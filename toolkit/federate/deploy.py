@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ToolkitError
-from toolkit.federate import FederateResult, federation_meta, finish, prepare, watch, write_start
+from toolkit.federate.run import (
+    FederateResult,
+    federation_meta,
+    finish,
+    prepare,
+    sampled_clients,
+    watch,
+    write_start,
+)
 
 
 def parse_address(address: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -74,7 +82,7 @@ def serve(
     fed = rec.federate
     with tempfile.TemporaryDirectory(prefix="toolkit-federate-server-") as tmp:
         meta = federation_meta(rec, fed.clients, "deployment", [])
-        meta["privacy"] = describe(fed.privacy, max(int(fed.clients * fed.fraction_fit), 1))
+        meta["privacy"] = describe(fed.privacy, sampled_clients(fed, fed.clients))
         meta["security"] = {"tls": not insecure, "supernode_auth": bool(auth_keys)}
         job = write_start(run_dir, rec, splits, Path(tmp), fed.clients, meta, [], connect_timeout)
         with launch.Federation(Path(tmp) / "flower") as federation:

@@ -17,12 +17,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
 
 from toolkit.federate import privacy
+from toolkit.federate.run import sampled_clients
 from toolkit.recipe import FederateConfig
-
-
-def sampled_clients(cfg: FederateConfig, clients: int) -> int:
-    """How many clients a round samples: Flower's int(connected * fraction_train), at least one."""
-    return max(int(clients * cfg.fraction_fit), 1)
 
 
 def build_strategy(cfg: FederateConfig, clients: int, lr: float) -> Recorder:
