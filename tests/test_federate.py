@@ -220,16 +220,22 @@ def test_client_data_with_other_columns_or_labels_is_refused_before_training(cli
     assert not (tmp_path / "run").exists()
 
 
-def test_a_client_whose_server_does_not_answer_fails_in_bounded_time(cli):
-    with socket.socket() as s:  # a port nobody listens on
+@pytest.mark.parametrize("listening", [False, True], ids=["closed-port", "silent-listener"])
+def test_a_client_whose_server_does_not_answer_fails_in_bounded_time(cli, listening):
+    """Nobody on the port, or a socket that accepts connections and never replies: one line, in bounded time."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    t0 = time.monotonic()
-    result = cli(
-        "federate", "client", "--data", "builtin:iris", "--server", f"127.0.0.1:{port}", "--insecure",
-        "--connect-timeout", "2",
-    )  # fmt: skip
-    assert_one_line_error(result, f"no Flower server answers at 127.0.0.1:{port} (waited 2 s)")
+        if listening:
+            s.listen(8)
+        else:
+            s.close()
+        t0 = time.monotonic()
+        result = cli(
+            "federate", "client", "--data", "builtin:iris", "--server", f"127.0.0.1:{port}", "--insecure",
+            "--connect-timeout", "2",
+        )  # fmt: skip
+    assert_one_line_error(result, f"no Flower server answers at 127.0.0.1:{port} (waited 2 s")
     assert time.monotonic() - t0 < 15
 
 

@@ -113,7 +113,7 @@ def join(
     source = data if data.startswith("builtin:") else str(Path(data).resolve())
     if not data.startswith("builtin:") and not Path(source).exists():
         raise ToolkitError(f"data not found: {data}")
-    wait_for_server(host, port, connect_timeout)
+    wait_for_server(host, port, connect_timeout, root_certificates)
     with tempfile.TemporaryDirectory(prefix="toolkit-federate-client-") as tmp:
         status = Path(tmp) / "status.txt"
         node: dict[str, Any] = {"data": source, "status-file": str(status)}
@@ -159,18 +159,31 @@ def serve_node(
         time.sleep(2.0)
 
 
-def wait_for_server(host: str, port: int, timeout: float) -> None:
-    """Fail in bounded time, with one line, when nothing answers at HOST:PORT."""
+def wait_for_server(host: str, port: int, timeout: float, root_certificates: str | None = None) -> None:
+    """Fail in bounded time, with one line, when nothing answers HTTP(S) at HOST:PORT: a closed port, or one
+    that accepts connections and never replies. With a CA file the server's certificate is verified too."""
+    import ssl
+
     deadline = time.monotonic() + timeout
-    while True:
+    context = ssl.create_default_context(cafile=root_certificates) if root_certificates else None
+    reason = "no answer"
+    while time.monotonic() < deadline:
+        left = max(deadline - time.monotonic(), 0.1)
         try:
-            with socket.create_connection((host, port), timeout=min(5.0, timeout)) as s:
-                s.settimeout(min(5.0, timeout))
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise ToolkitError(
-                    f"no Flower server answers at {host}:{port} (waited {timeout:.0f} s); is `toolkit federate "
-                    "server` running there, and the address and port right?"
-                ) from None
-            time.sleep(1.0)
+            with socket.create_connection((host, port), timeout=min(left, 5.0)) as raw:
+                raw.settimeout(min(left, 5.0))
+                conn = context.wrap_socket(raw, server_hostname=host) if context else raw
+                conn.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                if conn.recv(1):  # any HTTP answer (a SuperLink says 404 to this): someone is there
+                    return
+        except ssl.SSLCertVerificationError as exc:
+            raise ToolkitError(
+                f"the server at {host}:{port} failed TLS verification: {exc.verify_message}"
+            ) from None
+        except OSError as exc:
+            reason = exc.__class__.__name__
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
+    raise ToolkitError(
+        f"no Flower server answers at {host}:{port} (waited {timeout:.0f} s, {reason}); is `toolkit federate "
+        "server` running there, and the address and port right?"
+    )
