@@ -43,7 +43,7 @@ CONTENDERS = {
     "breast_central": ["train", "mlp-tabular"],
     "breast_fedavg": [
         "federate", "mlp-tabular", "--clients", "4", "--rounds", str(ROUNDS), "--partition", "iid",
-        "--local-epochs", "2",
+        "--local-epochs", "5",
     ],
 }  # fmt: skip
 
