@@ -157,8 +157,8 @@ def _run(fn: Any, rounds: int, metric: str, no_progress: bool, as_json: bool, **
 
 
 def _resolve_rounds(recipe: str, data: str | None, overrides: list[str]) -> tuple[int, str]:
+    from toolkit.federate.adapter import resolve_recipe
     from toolkit.metrics import MAIN_METRIC
-    from toolkit.train import resolve_recipe
 
     rec = resolve_recipe(recipe, data, None, overrides)
     return (rec.federate.rounds if rec.federate else 10), MAIN_METRIC[rec.task][0]

@@ -21,6 +21,19 @@ from toolkit.recipe import Recipe
 SUPPORTED_TASKS = ("classify", "regress", "forecast", "reconstruct")
 
 
+def resolve_recipe(recipe: Any, data: str | None, target: str | None, overrides: Any) -> Recipe:
+    """A recipe by name, path or object with --data/--target/--set applied, as `toolkit train` resolves it."""
+    from toolkit.train import resolve_recipe as _resolve
+
+    return _resolve(recipe, data, target, overrides)
+
+
+def next_run_dir(name: str) -> Path:
+    from toolkit.train import next_run_dir as _next
+
+    return _next(name)
+
+
 def check_supported(rec: Recipe) -> None:
     if rec.task not in SUPPORTED_TASKS:
         raise ToolkitError(

@@ -32,15 +32,14 @@ def prepare(
     """The resolved recipe (with a federate section), the server's splits and the run directory."""
     from toolkit.federate import adapter
     from toolkit.recipe import FederateConfig, recipe_from_dict
-    from toolkit.train import next_run_dir, resolve_recipe
 
-    rec = resolve_recipe(recipe, data, target, overrides)
+    rec = adapter.resolve_recipe(recipe, data, target, overrides)
     if rec.federate is None:
         rec = recipe_from_dict({**rec.to_dict(), "federate": FederateConfig().__dict__ | {"privacy": {}}})
     adapter.check_supported(rec)
     _check_flower()
     splits = adapter.load_splits(rec)  # a bad source fails here, before any process or file
-    run_dir = Path(out) if out is not None else next_run_dir(f"{rec.name}-federated")
+    run_dir = Path(out) if out is not None else adapter.next_run_dir(f"{rec.name}-federated")
     if (run_dir / "last.pt").exists():
         raise ToolkitError(f"{run_dir} already holds a run; choose another --out")
     return rec, splits, run_dir
