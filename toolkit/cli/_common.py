@@ -9,18 +9,21 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from toolkit.errors import ToolkitError
 
 console = Console()
 err_console = Console(stderr=True)
 STATE = {"debug": False}
+# The training extra's packages (pyproject.toml: [project.optional-dependencies] train), by import name.
+TRAIN_EXTRA = ("torch", "onnxscript", "sklearn", "matplotlib", "statsmodels", "wordfreq", "optuna")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -42,6 +45,11 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:  # a bug, not a user error: still one line, exit 1, traceback with --debug
             if STATE["debug"]:
                 raise
+            missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+            if missing in TRAIN_EXTRA:  # a runtime-only install running a training-side command
+                raise fail(
+                    f"this needs {missing}, which is not installed: pip install 'toolkit[train]'"
+                ) from None
             raise fail(
                 f"unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", 1
             ) from None

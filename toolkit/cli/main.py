@@ -20,6 +20,9 @@ from toolkit.cli import train as train_cmd
 from toolkit.cli import tune as tune_cmd
 from toolkit.cli import validate as validate_cmd
 from toolkit.cli._common import STATE
+from toolkit.cli._render import hide_flag_types
+
+hide_flag_types()
 
 app = typer.Typer(
     name="toolkit",

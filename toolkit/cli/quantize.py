@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from toolkit.cli._common import console, err_console, handle_errors, print_json
+from toolkit.cli._render import print_table
 from toolkit.errors import ToolkitError
 
 
@@ -147,7 +148,7 @@ def _print_quantize(report: dict[str, Any]) -> None:
             *(_speed(c["speedup"].get(b)) for b in batches),
             _size(c["bytes"]),
         )
-    console.print(t)
+    print_table(console, t)
     where = f" → {escape(report['written'])}" if report["written"] else ""
     console.print(f"{escape(report['decision'])}{where} ({report['seconds']:.1f} s)")
     if report.get("report"):
@@ -276,4 +277,4 @@ def _print_bench(report: dict[str, Any]) -> None:
             _size(r["size_bytes"]),
             f"{r['peak_rss_mb']:.0f} MB",
         )
-    console.print(t)
+    print_table(console, t)

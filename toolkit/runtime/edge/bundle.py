@@ -471,9 +471,10 @@ Inputs: {core.describe(meta)}. `runner.py` does the same pre- and post-processin
 
 ## Install
 
+    sudo apt-get install -y python3-venv     # Debian / Raspberry Pi OS, when venv is missing
     sudo mkdir -p /opt/toolkit-model && sudo cp -r . /opt/toolkit-model && cd /opt/toolkit-model
     sha256sum -c SHA256SUMS              # every file as packed
-    python3 -m venv venv && venv/bin/pip install -r requirements.txt
+    sudo python3 -m venv venv && sudo venv/bin/pip install -r requirements.txt   # /opt is root's
     venv/bin/python runner.py --self-test    # the samples answered as recorded at pack time
 
 ## Run
@@ -487,7 +488,9 @@ ORT-format model bytes read in place. A bad input is one line naming it, exit co
 
 ## Run as a service
 
-    sudo cp {SERVICE} /etc/systemd/system/ && sudo systemctl enable --now {SERVICE.removesuffix(".service")}
+    sudo cp {SERVICE} /etc/systemd/system/
+    sudo systemctl daemon-reload && sudo systemctl enable --now {SERVICE.removesuffix(".service")}
+    journalctl -u {SERVICE.removesuffix(".service")} -n 20     # its log; systemctl status for its state
     curl -s localhost:8080/v1/models/model:predict -d '{{"instances": [...]}}'
 
 Instances: a list of numbers (feature row, series, pixels), a string (text), {{"b64": "<PNG/JPEG base64>"}}.
