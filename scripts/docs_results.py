@@ -1,0 +1,154 @@
+"""Markdown tables and a plot for docs/results.md, rendered from bench/results/*.json at build time.
+
+Nothing here holds a figure: every number comes from the JSON files `make bench` (and `make gpu-check`)
+write, so the page shows the last measured run and cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _missing(name: str) -> str:
+    return f"*No `bench/results/{name}.json` yet: run `make bench` to measure it.*"
+
+
+def pipeline(results: Path, root: Path) -> str:
+    """The pipeline table and goals, with the same renderer that writes bench/results/pipeline.md."""
+    report = load(results, "pipeline")
+    if report is None:
+        return _missing("pipeline")
+    sys.path.insert(0, str(root / "bench"))
+    try:
+        from pipeline import markdown  # bench/pipeline.py: one renderer for pipeline.md and this page
+    finally:
+        sys.path.remove(str(root / "bench"))
+    text = markdown(report)
+    lines = text.splitlines()[1:]  # the page has its own title
+    return "\n".join(line.replace("## ", "### ", 1) if line.startswith("## ") else line for line in lines)
+
+
+def train_overhead(results: Path) -> str:
+    report = load(results, "train_overhead")
+    if report is None:
+        return _missing("train_overhead")
+    m = report["machine"]
+    lines = [
+        f"Measured {report['date']} on {m['processor']}, {m['cpu_count']} CPUs, Python {m['python']}, "
+        f"torch {m['torch']} ({m['torch_threads']} torch thread), {report['settings']['rounds']} interleaved "
+        f"rounds; the goal is an overhead of at most {report['goal_overhead_pct']:g}%.",
+        "",
+        "| recipe | batch | trainer samples/s | bare loop samples/s | overhead | within goal "
+        "| whole `fit` epoch vs bare |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, r in report["recipes"].items():
+        lines.append(
+            f"| {name} | {r['batch_size']} | {r['trainer']['median_samples_per_s']:,.0f} | "
+            f"{r['bare']['median_samples_per_s']:,.0f} | {r['overhead_pct']:.1f}% | "
+            f"{'yes' if r['within_goal'] else '**no**'} | {r['end_to_end_per_epoch']['ratio_vs_bare']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def edge(results: Path) -> str:
+    report = load(results, "edge")
+    if report is None:
+        return _missing("edge")
+    m = report["machine"]
+    lines = [
+        f"{report['benchmark']}. Measured {report['date']}, {m['cpu_count']} CPUs, Python {m['python']}, "
+        f"onnxruntime {m['onnxruntime']}, torch {m['torch']}; medians of {report['rounds']} interleaved "
+        "rounds, wall time from spawn to exit.",
+        "",
+        "| contender | cold start to first prediction | × floor | peak RSS | × floor | answer |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, r in report["results"].items():
+        lines.append(
+            f"| {name} | {r['seconds_median']:.3f} s | {r['x_floor_seconds']:.2f} | "
+            f"{r['rss_mb_median']:.1f} MB | {r['x_floor_rss']:.2f} | {report['labels'].get(name, '')} |"
+        )
+    goals = ", ".join(f"{k.replace('_', ' ')}: {'met' if v else '**not met**'}" for k, v in report["goal"].items())
+    sizes = ", ".join(f"{k} {v:,} bytes" for k, v in report["bundle_bytes"].items())
+    return "\n".join([*lines, "", f"Goals: {goals}. Bundle files: {sizes}."])
+
+
+def serve(results: Path) -> str:
+    report = load(results, "serve")
+    if report is None:
+        return _missing("serve")
+    ceiling = report["session_run_ceiling"]
+    lines = [
+        f"{report['model']}; load: {report['load']}; {report['machine']}, Python {report['python']}; "
+        f"load average after the run: {', '.join(str(x) for x in report['load_average_after'])}.",
+        "",
+        "| what | req/s | p50 | p99 | non-2xx |",
+        "|---|---:|---:|---:|---:|",
+        f"| in-process `session.run`, batch 1 (ceiling) | {ceiling['batch1_rows_per_s']:,} | | | |",
+        f"| in-process `session.run`, batch 16 (rows/s) | {ceiling['batch16_rows_per_s']:,} | | | |",
+    ]
+    for kind in ("json", "binary"):
+        r = report[kind]
+        lines.append(
+            f"| `toolkit serve`, {kind} | {r['req_per_s']:,} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
+            f"{r['non_2xx']} |"
+        )
+    return "\n".join(lines)
+
+
+def gpu(results: Path) -> str:
+    report = load(results, "gpu_check")
+    if report is None:
+        return (
+            "*No `bench/results/gpu_check.json` yet: `make gpu-check` has not run on a machine with an NVIDIA "
+            "GPU. Its report lands here when it does.*"
+        )
+    text = json.dumps(report, indent=2)
+    return f"```json\n{text[:6000]}\n```"
+
+
+def speedup_plot(results: Path) -> bytes | None:
+    """A bar chart of the pipeline's paired speed-ups (ORT fp32 vs PyTorch eager at batch 1 and 64, and the
+    kept INT8 variant vs ORT fp32 at batch 64), as PNG bytes; None without pipeline.json or matplotlib."""
+    report = load(results, "pipeline")
+    if report is None:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = report["results"]
+    names = [r["recipe"] for r in rows]
+    series = {
+        "ORT fp32 / PyTorch, batch 1": [r["latency"]["1"]["ort_vs_pytorch"] for r in rows],
+        "ORT fp32 / PyTorch, batch 64": [r["latency"]["64"]["ort_vs_pytorch"] for r in rows],
+        "kept INT8 / ORT fp32, batch 64": [r["latency"]["64"]["quantized_vs_fp32"] or 0 for r in rows],
+    }
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    width = 0.27
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar([k + (i - 1) * width for k in range(len(names))], values, width, label=label)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("speed-up (×, paired per round)")
+    m = report["machine"]
+    ax.set_title(f"pipeline benchmark {report['date']} · {m['cpu']}, {m['cores']} cores", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

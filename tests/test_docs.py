@@ -1,0 +1,259 @@
+"""The docs' examples run: every fenced block marked `<!-- run -->` is executed, in nav order, in one fresh
+copy of the repository, with the real `toolkit` command; where a block shows output, that output is checked.
+
+Marking (docs/*.md, README.md is checked against them below):
+
+    <!-- run -->                 the next fenced block runs; every command must exit 0
+    <!-- run: exit=2 -->         ... every command must exit 2 (error examples)
+    <!-- output -->              the next fenced block is what the block run before it prints (checked)
+
+- ```console blocks: lines starting with `$ ` are commands (a trailing backslash continues one); the lines
+  under a command are its expected output: each must appear in the command's output, in order, compared with
+  runs of spaces collapsed. `...` inside a line matches anything; a line of only `...` stands for lines left
+  out.
+- ```bash blocks run as one script (`bash -eo pipefail`); ```python blocks with the project's Python.
+
+After the last block nothing may be left outside what .gitignore covers, and nothing new in the repository
+root but runs/. `python tests/test_docs.py` prints every block's actual output (for writing docs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = re.compile(r"^<!-- (run|output)(?::\s*(.*?))?\s*-->\s*$")
+FENCE = re.compile(r"^```(\w+)\s*$")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass
+class Block:
+    page: str
+    line: int
+    lang: str
+    body: str
+    exit: int = 0
+    commands: list[tuple[str, list[str]]] = field(default_factory=list)  # console: (command, expected lines)
+    expected: list[str] = field(default_factory=list)  # bash/python: the lines of its `<!-- output -->` block
+
+    @property
+    def id(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def nav_pages() -> list[str]:
+    """docs pages in mkdocs.yml's nav order."""
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+
+    def walk(items):
+        for item in items:
+            value = item if isinstance(item, str) else next(iter(item.values()))
+            if isinstance(value, list):
+                yield from walk(value)
+            else:
+                yield value
+
+    return list(walk(config["nav"]))
+
+
+def parse_console(body: str) -> list[tuple[str, list[str]]]:
+    commands: list[tuple[str, list[str]]] = []
+    lines = body.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("$ "):
+            cmd = line[2:]
+            while cmd.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                cmd = cmd[:-1] + "\n" + lines[i]
+            commands.append((cmd, []))
+        elif commands:
+            commands[-1][1].append(line)
+        i += 1
+    return commands
+
+
+def blocks_of(page: str, text: str) -> list[Block]:
+    found: list[Block] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        mark = MARK.match(line)
+        if not mark or i + 1 >= len(lines) or not FENCE.match(lines[i + 1]):
+            continue
+        lang = FENCE.match(lines[i + 1]).group(1)
+        end = next(j for j in range(i + 2, len(lines)) if lines[j].startswith("```"))
+        body = "\n".join(lines[i + 2 : end]) + "\n"
+        if mark.group(1) == "output":
+            assert found and found[-1].lang != "console", f"{page}:{i + 1}: output of no bash/python block"
+            found[-1].expected = body.splitlines()
+            continue
+        options = dict(kv.split("=", 1) for kv in (mark.group(2) or "").split() if "=" in kv)
+        block = Block(page, i + 2, lang, body, int(options.get("exit", 0)))
+        if lang == "console":
+            block.commands = parse_console(body)
+        found.append(block)
+    return found
+
+
+def all_blocks() -> list[Block]:
+    return [b for page in nav_pages() for b in blocks_of(page, (ROOT / "docs" / page).read_text())]
+
+
+def _normalize(line: str) -> str:
+    return " ".join(ANSI.sub("", line).split())
+
+
+def missing_lines(expected: list[str], actual: str) -> list[str]:
+    """The expected lines not found, in order, in `actual` (`...` matches anything within a line)."""
+    got = [_normalize(line) for line in actual.splitlines()]
+    pos, missing = 0, []
+    for want in expected:
+        want = _normalize(want)
+        if not want or want == "...":
+            continue
+        pattern = re.compile(".*".join(re.escape(part) for part in want.split("...")) + r"\Z")
+        hit = next((k for k in range(pos, len(got)) if pattern.match(got[k])), None)
+        if hit is None:
+            missing.append(want)
+        else:
+            pos = hit + 1
+    return missing
+
+
+class Workspace:
+    """A fresh copy of the repository's tracked files (a git repository, so what examples leave behind
+    can be checked against .gitignore) and the environment the examples run in."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        tracked = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split("\0")
+        for name in filter(None, tracked):
+            src = ROOT / name
+            if src.is_file() or src.is_symlink():
+                dst = path / name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst, follow_symlinks=False)
+        git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@localhost"]
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh clone"]):
+            subprocess.run([*git, *args], cwd=path, check=True, capture_output=True)
+        self.top = set(os.listdir(path))
+        venv_bin = str(Path(sys.executable).parent)
+        self.env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TOOLKIT_PROVIDER_STRICT")}
+        self.env.update(PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100", NO_COLOR="1")
+
+    def run(self, block: Block) -> list[str]:
+        """Run one block; returns the problems found (empty when the block did what the docs say)."""
+        if block.lang == "console":
+            return [p for cmd, expected in block.commands for p in self._command(block, cmd, expected)]
+        if block.lang in ("bash", "python"):
+            return self._command(block, block.body, block.expected)
+        return [f"cannot run a ```{block.lang} block"]
+
+    def _command(self, block: Block, cmd: str, expected: list[str]) -> list[str]:
+        if block.lang == "python":
+            args, stdin = [sys.executable, "-"], cmd
+        else:
+            args, stdin = ["bash", "-eo", "pipefail", "-c", cmd], None
+        out = subprocess.run(
+            args, input=stdin, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=600
+        )
+        text = out.stdout + out.stderr
+        problems = []
+        if out.returncode != block.exit:
+            problems.append(f"`{cmd}` exited {out.returncode}, the docs expect {block.exit}:\n{text}")
+        missing = missing_lines(expected, text)
+        if missing:
+            problems.append(f"`{cmd}` did not print, in order:\n" + "\n".join(missing) + f"\n--- it printed:\n{text}")
+        return problems
+
+    def leftovers(self) -> list[str]:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"], cwd=self.path, capture_output=True, text=True
+        ).stdout.splitlines()
+        new_top = sorted(set(os.listdir(self.path)) - self.top - {"runs"})
+        return status + [f"new in the repository root: {name}" for name in new_top]
+
+
+BLOCKS = all_blocks()
+STATE: dict = {}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Workspace:
+    return Workspace(tmp_path_factory.mktemp("fresh-clone"))
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
+def test_example_runs_as_documented(block, workspace):
+    if STATE.get("failed"):
+        pytest.skip(f"an earlier example failed ({STATE['failed']}); the examples run in sequence")
+    problems = workspace.run(block)
+    if problems:
+        STATE["failed"] = block.id
+    assert not problems, f"{block.id}:\n" + "\n\n".join(problems)
+
+
+def test_examples_leave_nothing_untracked(workspace):
+    if STATE.get("failed") or not BLOCKS:
+        pytest.skip("the examples did not all run")
+    assert workspace.leftovers() == []
+
+
+def test_every_page_in_the_nav_has_examples_marked_or_none_to_run():
+    pages = nav_pages()
+    on_disk = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    assert sorted(pages) == on_disk, "every page in docs/ is in mkdocs.yml's nav, and only those"
+    assert len(BLOCKS) >= 20
+
+
+def test_readme_tour_commands_are_executed_in_the_docs():
+    """The README's tour is the getting-started page's, command for command (that page's run)."""
+    readme = (ROOT / "README.md").read_text()
+    tour = readme[readme.index("## Tour") :]
+    tour = tour[: tour.index("\n## ", 1)]
+    executed = {cmd for b in BLOCKS for cmd, _ in b.commands} | {
+        line.strip() for b in BLOCKS if b.lang == "bash" for line in b.body.splitlines()
+    }
+    commands = [line[2:] for line in tour.splitlines() if line.startswith("$ ")]
+    assert len(commands) >= 5
+    assert [c for c in commands if c not in executed] == []
+
+
+def test_missing_lines_matches_in_order_with_wildcards():
+    actual = "a  b   c\nexported in 0.4 s\nlast"
+    assert missing_lines(["a b c", "exported in ... s", "...", "last"], actual) == []
+    assert missing_lines(["last", "a b c"], actual) == ["a b c"]
+    assert missing_lines(["exported in 9 s"], actual) == ["exported in 9 s"]
+
+
+if __name__ == "__main__":  # print what each block really prints, for writing the docs
+    import tempfile
+
+    only = sys.argv[1:]
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Path(tmp))
+        for b in BLOCKS:
+            if only and not any(b.id.startswith(o) for o in only) and "all" not in only:
+                ws.run(b)
+                continue
+            print(f"===== {b.id} ({b.lang})")
+            cmds = b.commands if b.lang == "console" else [(b.body, [])]
+            for cmd, _ in cmds:
+                args = [sys.executable, "-"] if b.lang == "python" else ["bash", "-eo", "pipefail", "-c", cmd]
+                stdin = cmd if b.lang == "python" else None
+                r = subprocess.run(args, input=stdin, cwd=ws.path, env=ws.env, capture_output=True, text=True)
+                print(f"$ {cmd}\n{r.stdout}{r.stderr}[exit {r.returncode}]")
+        print("leftovers:", ws.leftovers())
