@@ -2,11 +2,11 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-# torch is pinned here (not in pyproject) so set-up takes the CPU wheel; GPU users: see README "GPU".
+# torch is pinned here (not in pyproject) so set-up takes the CPU wheel; GPU users: see docs/gpu.md.
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench lint docs clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The edge bundle on an emulated arm64 device: Debian bookworm arm64 + qemu-aarch64-static, cached in
-# .cache/arm64/ (README "Deploy to a Raspberry Pi"). Installs debootstrap/qemu-user-static when missing.
+# .cache/arm64/ (docs/raspberry-pi.md). Installs debootstrap/qemu-user-static when missing.
 .PHONY: edge-arm64
 edge-arm64: setup
 	$(BIN)/python scripts/edge_arm64.py
@@ -43,15 +43,28 @@ bench: setup
 		$(BIN)/python bench/federate_bench.py --out bench/results/federate.json; \
 	else echo "federate bench skipped: pip install -e '.[federate]'"; fi
 
-# The GPU path end to end on a machine with an NVIDIA GPU (README "GPU"): makes .venv-gpu from wheels (CUDA
+# The GPU path end to end on a machine with an NVIDIA GPU (docs/gpu.md): makes .venv-gpu from wheels (CUDA
 # torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.
 .PHONY: gpu-check
 gpu-check:
 	$(PY) scripts/gpu_check.py --out bench/results/gpu_check.json $(GPU_CHECK_ARGS)
 
+LINTED  := toolkit tests bench scripts
+
 lint: setup
-	$(BIN)/ruff check toolkit tests bench
-	$(BIN)/ruff format --check toolkit tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+# The documentation site (mkdocs.yml, docs/): --strict fails on a broken link, a missing anchor or a page
+# missing from the nav. The docs extra is installed into .venv once (stamp).
+DOCS_STAMP := $(VENV)/.docs-stamp
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e ".[train,dev,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

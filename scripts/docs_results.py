@@ -78,7 +78,9 @@ def edge(results: Path) -> str:
             f"| {name} | {r['seconds_median']:.3f} s | {r['x_floor_seconds']:.2f} | "
             f"{r['rss_mb_median']:.1f} MB | {r['x_floor_rss']:.2f} | {report['labels'].get(name, '')} |"
         )
-    goals = ", ".join(f"{k.replace('_', ' ')}: {'met' if v else '**not met**'}" for k, v in report["goal"].items())
+    goals = ", ".join(
+        f"{k.replace('_', ' ')}: {'met' if v else '**not met**'}" for k, v in report["goal"].items()
+    )
     sizes = ", ".join(f"{k} {v:,} bytes" for k, v in report["bundle_bytes"].items())
     return "\n".join([*lines, "", f"Goals: {goals}. Bundle files: {sizes}."])
 

@@ -151,8 +151,12 @@ class Workspace:
             subprocess.run([*git, *args], cwd=path, check=True, capture_output=True)
         self.top = set(os.listdir(path))
         venv_bin = str(Path(sys.executable).parent)
-        self.env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TOOLKIT_PROVIDER_STRICT")}
-        self.env.update(PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100", NO_COLOR="1")
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TOOLKIT_PROVIDER_STRICT")
+        }
+        self.env.update(
+            PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100", NO_COLOR="1"
+        )
 
     def run(self, block: Block) -> list[str]:
         """Run one block; returns the problems found (empty when the block did what the docs say)."""
@@ -176,12 +180,17 @@ class Workspace:
             problems.append(f"`{cmd}` exited {out.returncode}, the docs expect {block.exit}:\n{text}")
         missing = missing_lines(expected, text)
         if missing:
-            problems.append(f"`{cmd}` did not print, in order:\n" + "\n".join(missing) + f"\n--- it printed:\n{text}")
+            problems.append(
+                f"`{cmd}` did not print, in order:\n" + "\n".join(missing) + f"\n--- it printed:\n{text}"
+            )
         return problems
 
     def leftovers(self) -> list[str]:
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=all"], cwd=self.path, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
         ).stdout.splitlines()
         new_top = sorted(set(os.listdir(self.path)) - self.top - {"runs"})
         return status + [f"new in the repository root: {name}" for name in new_top]
