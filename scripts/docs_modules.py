@@ -38,25 +38,26 @@ def unit_of(module: str) -> str:
     return ".".join(parts[:2])
 
 
-def _imported(tree: ast.Module, module: str, is_package: bool) -> dict[str, bool]:
-    """Every toolkit module `module` imports -> whether at module level (True) or inside a function."""
+def _imported(tree: ast.Module, module: str, is_package: bool) -> dict[tuple[str, str], bool]:
+    """Every toolkit import in `module` as (module it names, fall-back) -> at module level (True) or inside
+    a function. `from toolkit.x import y` names toolkit.x.y when y is a module, else toolkit.x: the fall-back."""
     top = {id(n) for n in tree.body}
     top |= {id(c) for n in tree.body if isinstance(n, ast.If | ast.Try) for c in ast.walk(n)}
-    found: dict[str, bool] = {}
+    found: dict[tuple[str, str], bool] = {}
     package = module if is_package else module.rpartition(".")[0]
     for node in ast.walk(tree):
-        names: list[str] = []
+        names: list[tuple[str, str]] = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            names = [(a.name, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
+            names = [(f"{base}.{a.name}", base) for a in node.names]
         for name in names:
-            if name == "toolkit" or name.startswith("toolkit."):
+            if name[1] == "toolkit" or name[1].startswith("toolkit."):
                 found[name] = found.get(name, False) or id(node) in top
     return found
 
@@ -76,9 +77,8 @@ def scan(root: Path) -> dict[str, Unit]:
         if doc and (module == name or not unit.summary):
             unit.summary = doc[0]
         unit.lines += len(path.read_text().splitlines())
-        for target, eager in _imported(tree, module, is_package).items():
-            if target not in modules and target.rpartition(".")[0] in modules:
-                target = target.rpartition(".")[0]  # `from toolkit.x import name` of a non-module name
+        for (named, fallback), eager in _imported(tree, module, is_package).items():
+            target = named if named in modules else fallback
             if target not in modules or target == root.name:  # the package root holds only the version
                 continue
             other = unit_of(target)

@@ -137,6 +137,19 @@ class Workspace:
 
     def __init__(self, path: Path):
         self.path = path
+        if not (path / ".git").is_dir():
+            self._copy_repository(path)
+        self.top = set(os.listdir(path)) - {"runs"}
+        venv_bin = str(Path(sys.executable).parent)
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TOOLKIT_PROVIDER_STRICT")
+        }
+        self.env.update(
+            PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100", NO_COLOR="1"
+        )
+
+    @staticmethod
+    def _copy_repository(path: Path) -> None:
         tracked = subprocess.run(
             ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.split("\0")
@@ -149,14 +162,6 @@ class Workspace:
         git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@localhost"]
         for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh clone"]):
             subprocess.run([*git, *args], cwd=path, check=True, capture_output=True)
-        self.top = set(os.listdir(path))
-        venv_bin = str(Path(sys.executable).parent)
-        self.env = {
-            k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TOOLKIT_PROVIDER_STRICT")
-        }
-        self.env.update(
-            PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100", NO_COLOR="1"
-        )
 
     def run(self, block: Block) -> list[str]:
         """Run one block; returns the problems found (empty when the block did what the docs say)."""
@@ -241,6 +246,31 @@ def test_readme_tour_commands_are_executed_in_the_docs():
     assert [c for c in commands if c not in executed] == []
 
 
+def test_readme_headline_figures_are_the_benchmark_results():
+    """The README's small table is typed, so it is held to bench/results/*.json here."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    results = ROOT / "bench" / "results"
+    pipeline = json.loads((results / "pipeline.json").read_text())["results"]
+    for batch in ("1", "64"):
+        ratios = [r["latency"][batch]["ort_vs_pytorch"] for r in pipeline]
+        assert f"{min(ratios):.1f}× to {max(ratios):.1f}× faster" in readme, batch
+    cnn = next(r for r in pipeline if r["recipe"] == "cnn-image")
+    assert f"{cnn['latency']['64']['quantized_vs_fp32']:.2f}×, no accuracy drop" in readme
+    assert cnn["drop"] == 0
+    edge = json.loads((results / "edge.json").read_text())["results"]
+    assert f"{edge['runner (onnx)']['x_floor_seconds']:.2f}× the bare onnxruntime floor" in readme
+    assert f"(PyTorch: {edge['pytorch']['x_floor_seconds']:.1f}×)" in readme
+    overhead = json.loads((results / "train_overhead.json").read_text())["recipes"]
+    cnn_o, mlp_o = overhead["cnn-image"]["overhead_pct"], overhead["mlp-tabular"]["overhead_pct"]
+    assert f"{cnn_o:.1f}% (CNN), {mlp_o:.1f}% (MLP)" in readme
+
+
+def test_readme_is_a_front_page():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
 def test_missing_lines_matches_in_order_with_wildcards():
     actual = "a  b   c\nexported in 0.4 s\nlast"
     assert missing_lines(["a b c", "exported in ... s", "...", "last"], actual) == []
@@ -248,21 +278,22 @@ def test_missing_lines_matches_in_order_with_wildcards():
     assert missing_lines(["exported in 9 s"], actual) == ["exported in 9 s"]
 
 
-if __name__ == "__main__":  # print what each block really prints, for writing the docs
+if __name__ == "__main__":
+    # Print what blocks really print, for writing the docs: `python tests/test_docs.py all`, or the ids (page or
+    # page:line prefixes) of some blocks; DOCS_WORKSPACE=DIR keeps the workspace between calls, so that a
+    # page's blocks can run again without the pages before them.
     import tempfile
 
-    only = sys.argv[1:]
-    with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace(Path(tmp))
-        for b in BLOCKS:
-            if only and not any(b.id.startswith(o) for o in only) and "all" not in only:
-                ws.run(b)
-                continue
-            print(f"===== {b.id} ({b.lang})")
-            cmds = b.commands if b.lang == "console" else [(b.body, [])]
-            for cmd, _ in cmds:
-                args = [sys.executable, "-"] if b.lang == "python" else ["bash", "-eo", "pipefail", "-c", cmd]
-                stdin = cmd if b.lang == "python" else None
-                r = subprocess.run(args, input=stdin, cwd=ws.path, env=ws.env, capture_output=True, text=True)
-                print(f"$ {cmd}\n{r.stdout}{r.stderr}[exit {r.returncode}]")
-        print("leftovers:", ws.leftovers())
+    only = sys.argv[1:] or ["all"]
+    ws = Workspace(Path(os.environ.get("DOCS_WORKSPACE") or tempfile.mkdtemp()))
+    for b in BLOCKS:
+        if "all" not in only and not any(b.id.startswith(o) for o in only):
+            continue
+        print(f"===== {b.id} ({b.lang})", flush=True)
+        for cmd, _ in b.commands if b.lang == "console" else [(b.body, [])]:
+            args = [sys.executable, "-"] if b.lang == "python" else ["bash", "-eo", "pipefail", "-c", cmd]
+            stdin = cmd if b.lang == "python" else None
+            r = subprocess.run(args, input=stdin, cwd=ws.path, env=ws.env, capture_output=True, text=True)
+            print(f"$ {cmd}\n{r.stdout}{r.stderr}[exit {r.returncode}]", flush=True)
+        print("problems:", ws.run(b) or "none", flush=True)
+    print("leftovers:", ws.leftovers())
