@@ -14,6 +14,7 @@ An unknown marker fails the build, so a renamed part cannot silently vanish from
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ MARKER = re.compile(r"^<!-- generated: ([a-z0-9-]+) -->$", re.M)
 PLOT = "images/generated/speedups.png"
 
 
+@functools.cache
 def _module_map() -> dict:
     return docs_modules.scan(ROOT / "toolkit")
 
@@ -56,6 +58,10 @@ def render(markdown: str, page_src: str = "") -> str:
         return GENERATORS[name](page_src)
 
     return MARKER.sub(replace, markdown)
+
+
+def on_pre_build(config):  # noqa: ARG001 - MkDocs' hook signature
+    _module_map.cache_clear()  # `mkdocs serve` rebuilds in one process: read the code again
 
 
 def on_page_markdown(markdown, page, config, files):  # noqa: ARG001 - MkDocs' hook signature

@@ -163,32 +163,26 @@ class Workspace:
         for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh clone"]):
             subprocess.run([*git, *args], cwd=path, check=True, capture_output=True)
 
+    def execute(self, block: Block) -> list[tuple[str, list[str], subprocess.CompletedProcess]]:
+        """Run one block: (command, expected lines, what it did) for each of its commands."""
+        steps = block.commands if block.lang == "console" else [(block.body, block.expected)]
+        done = []
+        for cmd, expected in steps:
+            if block.lang == "python":
+                args, stdin = [sys.executable, "-"], cmd
+            elif block.lang in ("console", "bash"):
+                args, stdin = ["bash", "-eo", "pipefail", "-c", cmd], None
+            else:
+                raise ValueError(f"{block.id}: cannot run a ```{block.lang} block")
+            out = subprocess.run(
+                args, input=stdin, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=600
+            )
+            done.append((cmd, expected, out))
+        return done
+
     def run(self, block: Block) -> list[str]:
         """Run one block; returns the problems found (empty when the block did what the docs say)."""
-        if block.lang == "console":
-            return [p for cmd, expected in block.commands for p in self._command(block, cmd, expected)]
-        if block.lang in ("bash", "python"):
-            return self._command(block, block.body, block.expected)
-        return [f"cannot run a ```{block.lang} block"]
-
-    def _command(self, block: Block, cmd: str, expected: list[str]) -> list[str]:
-        if block.lang == "python":
-            args, stdin = [sys.executable, "-"], cmd
-        else:
-            args, stdin = ["bash", "-eo", "pipefail", "-c", cmd], None
-        out = subprocess.run(
-            args, input=stdin, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=600
-        )
-        text = out.stdout + out.stderr
-        problems = []
-        if out.returncode != block.exit:
-            problems.append(f"`{cmd}` exited {out.returncode}, the docs expect {block.exit}:\n{text}")
-        missing = missing_lines(expected, text)
-        if missing:
-            problems.append(
-                f"`{cmd}` did not print, in order:\n" + "\n".join(missing) + f"\n--- it printed:\n{text}"
-            )
-        return problems
+        return problems_of(block, self.execute(block))
 
     def leftovers(self) -> list[str]:
         status = subprocess.run(
@@ -201,6 +195,20 @@ class Workspace:
         return status + [f"new in the repository root: {name}" for name in new_top]
 
 
+def problems_of(block: Block, done: list[tuple[str, list[str], subprocess.CompletedProcess]]) -> list[str]:
+    problems = []
+    for cmd, expected, out in done:
+        text = out.stdout + out.stderr
+        if out.returncode != block.exit:
+            problems.append(f"`{cmd}` exited {out.returncode}, the docs expect {block.exit}:\n{text}")
+        missing = missing_lines(expected, text)
+        if missing:
+            problems.append(
+                f"`{cmd}` did not print, in order:\n" + "\n".join(missing) + f"\n--- it printed:\n{text}"
+            )
+    return problems
+
+
 BLOCKS = all_blocks()
 STATE: dict = {}
 
@@ -210,6 +218,8 @@ def workspace(tmp_path_factory) -> Workspace:
     return Workspace(tmp_path_factory.mktemp("fresh-clone"))
 
 
+@pytest.mark.slow  # seconds each, a few minutes in all: `make test` runs them, `make test-fast` does not
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_example_runs_as_documented(block, workspace):
     if STATE.get("failed"):
@@ -220,6 +230,7 @@ def test_example_runs_as_documented(block, workspace):
     assert not problems, f"{block.id}:\n" + "\n\n".join(problems)
 
 
+@pytest.mark.slow
 def test_examples_leave_nothing_untracked(workspace):
     if STATE.get("failed") or not BLOCKS:
         pytest.skip("the examples did not all run")
@@ -280,20 +291,20 @@ def test_missing_lines_matches_in_order_with_wildcards():
 
 if __name__ == "__main__":
     # Print what blocks really print, for writing the docs: `python tests/test_docs.py all`, or the ids (page or
-    # page:line prefixes) of some blocks; DOCS_WORKSPACE=DIR keeps the workspace between calls, so that a
+    # page:line prefixes) of some blocks, or from:PAGE; DOCS_WORKSPACE=DIR keeps the workspace between calls, so that a
     # page's blocks can run again without the pages before them.
     import tempfile
 
-    only = sys.argv[1:] or ["all"]
+    only = sys.argv[1:] or ["all"]  # "from:PAGE" runs that page's blocks and every one after them
     ws = Workspace(Path(os.environ.get("DOCS_WORKSPACE") or tempfile.mkdtemp()))
+    started = False
     for b in BLOCKS:
-        if "all" not in only and not any(b.id.startswith(o) for o in only):
+        started = started or any(o.startswith("from:") and b.id.startswith(o[5:]) for o in only)
+        if not started and "all" not in only and not any(b.id.startswith(o) for o in only):
             continue
         print(f"===== {b.id} ({b.lang})", flush=True)
-        for cmd, _ in b.commands if b.lang == "console" else [(b.body, [])]:
-            args = [sys.executable, "-"] if b.lang == "python" else ["bash", "-eo", "pipefail", "-c", cmd]
-            stdin = cmd if b.lang == "python" else None
-            r = subprocess.run(args, input=stdin, cwd=ws.path, env=ws.env, capture_output=True, text=True)
+        done = ws.execute(b)
+        for cmd, _, r in done:
             print(f"$ {cmd}\n{r.stdout}{r.stderr}[exit {r.returncode}]", flush=True)
-        print("problems:", ws.run(b) or "none", flush=True)
+        print("problems:", "\n".join(problems_of(b, done)) or "none", flush=True)
     print("leftovers:", ws.leftovers())
