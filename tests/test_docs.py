@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,11 +178,38 @@ class Workspace:
                 args, stdin = ["bash", "-eo", "pipefail", "-c", cmd], None
             else:
                 raise ValueError(f"{block.id}: cannot run a ```{block.lang} block")
-            out = subprocess.run(
-                args, input=stdin, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=600
-            )
+            out = self._run(args, stdin)
             done.append((cmd, expected, out))
         return done
+
+    def _run(self, args: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+        """One command in its own process group, output to a file: when it ends (or times out) anything it
+        left running in the background (a server whose example failed half-way) is killed with it."""
+        with tempfile.TemporaryFile("w+") as log:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.path,
+                env=self.env,
+                text=True,
+                start_new_session=True,
+            )
+            if stdin is not None:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            try:
+                code = proc.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                code = -9
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            log.seek(0)
+            return subprocess.CompletedProcess(args, code, log.read(), "")
 
     def run(self, block: Block) -> list[str]:
         """Run one block; returns the problems found (empty when the block did what the docs say)."""
@@ -294,10 +323,8 @@ def test_missing_lines_matches_in_order_with_wildcards():
 
 if __name__ == "__main__":
     # Print what blocks really print, for writing the docs: `python tests/test_docs.py all`, or the ids (page or
-    # page:line prefixes) of some blocks, or from:PAGE; DOCS_WORKSPACE=DIR keeps the workspace between calls, so that a
-    # page's blocks can run again without the pages before them.
-    import tempfile
-
+    # page:line prefixes) of some blocks, or from:PAGE; DOCS_WORKSPACE=DIR keeps the workspace between calls, so
+    # that a page's blocks can run again without the pages before them.
     only = sys.argv[1:] or ["all"]  # "from:PAGE" runs that page's blocks and every one after them
     ws = Workspace(Path(os.environ.get("DOCS_WORKSPACE") or tempfile.mkdtemp()))
     started = False
