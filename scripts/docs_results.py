@@ -108,6 +108,28 @@ def serve(results: Path) -> str:
     return "\n".join(lines)
 
 
+KNOWN = ("pipeline", "train_overhead", "edge", "serve", "gpu_check")
+
+
+def others(results: Path) -> str:
+    """The result files this page has no table for, each with its top-level figures, so none goes unmentioned."""
+    rows = []
+    for path in sorted(results.glob("*.json")):
+        if path.stem in KNOWN:
+            continue
+        doc = json.loads(path.read_text())
+        items = doc.items() if isinstance(doc, dict) else []
+        figures = [f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in items if _scalar(v)]
+        rows.append(f"| `bench/results/{path.name}` | {'; '.join(figures[:8])} |")
+    if not rows:
+        return "*None.*"
+    return "\n".join(["| file | figures (top level) |", "|---|---|", *rows])
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, int | float | bool) or (isinstance(value, str) and 0 < len(value) <= 60)
+
+
 def gpu(results: Path) -> str:
     report = load(results, "gpu_check")
     if report is None:

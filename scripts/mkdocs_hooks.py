@@ -47,6 +47,7 @@ GENERATORS = {
     "results-edge": lambda page: docs_results.edge(RESULTS),
     "results-serve": lambda page: docs_results.serve(RESULTS),
     "results-gpu": lambda page: docs_results.gpu(RESULTS),
+    "results-other": lambda page: docs_results.others(RESULTS),
 }
 
 
