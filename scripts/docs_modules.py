@@ -118,7 +118,7 @@ def mermaid(units: dict[str, Unit]) -> str:
     ids = {name: name.removeprefix("toolkit.").replace(".", "_") for name in units}
     lines = ["flowchart LR"]
     for group, title in GROUPS.items():
-        lines.append(f'  subgraph {group}["{title}"]')
+        lines.append(f'  subgraph side_{group}["{title}"]')  # ids apart from the units' (cli, runtime)
         for name in sorted(drawn):
             if side(name) == group:
                 label = name.removeprefix("toolkit.") + (" (used everywhere)" if name in base else "")
@@ -128,8 +128,8 @@ def mermaid(units: dict[str, Unit]) -> str:
         for other, eager in sorted(units[name].imports.items()):
             if other in drawn and other not in base:
                 lines.append(f"  {ids[name]} {'-->' if eager else '-.->'} {ids[other]}")
-    lines.append("  cli --> training")
-    lines.append("  cli --> runtime")
+    lines.append("  cli --> side_training")
+    lines.append("  cli --> side_runtime")
     return "\n".join(lines)
 
 
