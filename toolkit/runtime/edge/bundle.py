@@ -267,11 +267,23 @@ def _fill(
     shutil.copyfile(core.__file__, stage / "runner.py")
     (stage / "requirements.txt").write_text("".join(f"{p}=={v}\n" for p, v in pins.items()))
     files += ["model.json", "runner.py", "requirements.txt"]
+    files += ship_explain(stage)
     files += write_samples(stage, chosen, meta)
     model_file = "model.ort" if fmt != "onnx" else "model.onnx"
     (stage / SERVICE).write_text(service_unit(meta))
     (stage / "README.md").write_text(device_readme(meta, target, fmt, pins, model_file))
     return [*files, SERVICE, "README.md"], converter
+
+
+def ship_explain(stage: Path) -> list[str]:
+    """The torch-free explain package beside runner.py as explain/ (`runner.py explain ...`)."""
+    from toolkit.runtime import explain
+
+    source, target = Path(explain.__file__).parent, stage / "explain"
+    target.mkdir()
+    for name in explain.PORTABLE:
+        shutil.copyfile(source / name, target / name)
+    return [f"explain/{name}" for name in explain.PORTABLE]
 
 
 def converter_path(version: str) -> str | None:

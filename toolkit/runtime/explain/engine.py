@@ -79,7 +79,7 @@ def check_method(meta: dict, method: str | None) -> str:
     if method is None:
         return default
     if method not in allowed:
-        what = {"reconstruct": "an autoencoder"}.get(kind, f"a {kind} model")
+        what = {"reconstruct": "an autoencoder", "image": "an image model"}.get(kind, f"a {kind} model")
         raise InputError(f"--method {method!r} does not fit {what}; allowed: {', '.join(allowed)}")
     return method
 
