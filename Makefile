@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python bench/serve_bench.py --out bench/results/serve.json
 	TOOLKIT_FUZZ_FULL=1 $(BIN)/python -m pytest -q tests/test_server_fuzz.py -k 10000
 	$(BIN)/python bench/serve_soak.py --requests 1000000 --out bench/results/serve_soak_1m.json
+	$(BIN)/python bench/explain_bench.py --out bench/results/explain.json
 
 # The GPU path end to end on a machine with an NVIDIA GPU (README "GPU"): makes .venv-gpu from wheels (CUDA
 # torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.

@@ -262,6 +262,7 @@ def _explain_reconstruction(meta: dict, run: Callable, x: np.ndarray) -> dict:
         "score": _num(score),
         "anomaly": None if threshold is None else bool(score > threshold),
         "threshold": threshold,
+        "evaluations": 1,
     }
     geom = _core.image_geometry(meta)
     if geom is not None:

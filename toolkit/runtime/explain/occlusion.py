@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+CHUNK = 256  # masked copies built at once
+
 
 def window_masks(shape: tuple[int, ...], window: int, stride: int) -> np.ndarray:
     """(M, *shape) boolean masks of square (1-D: contiguous) windows of side `window`, `stride` apart, the
@@ -53,8 +55,15 @@ def occlusion(
     """Per-position attributions (*S) of x (C, *S): the mean score drop of the masks covering a position.
     `score` takes a batch (N, C, *S)."""
     baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
-    scores = score(np.concatenate([x[None], masked(x, masks, baseline)]))
-    drops = scores[0] - scores[1:]  # (M,)
+    full = score(x[None])[0]
+    drops = full - scores_of(score, x, masks, baseline)  # (M,)
     total = np.tensordot(drops, masks.astype(np.float64), axes=1)
-    count = masks.sum(axis=0)
-    return total / np.maximum(count, 1)
+    return total / np.maximum(masks.sum(axis=0), 1)
+
+
+def scores_of(score: Callable, x: np.ndarray, masks: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Scores of x with each mask applied, built and scored CHUNK masks at a time (a 224x224 RGB image
+    times a thousand masks would otherwise be gigabytes)."""
+    return np.concatenate(
+        [score(masked(x, masks[i : i + CHUNK], baseline)) for i in range(0, len(masks), CHUNK)]
+    )

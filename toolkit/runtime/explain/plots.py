@@ -199,7 +199,11 @@ def figure(meta: dict, items: list, results: list[dict]) -> bytes:
         return _image_figure(meta, pairs)
     pictures = []
     for _, r in pairs:
-        title = f"{r['input']} · {r['method']} · {r['target']} = {r['score']:.4g}"
+        title = f"{_short(r['input'])} · {r['method']} · {r['target']}"
+        if "baseline_score" in r:  # where the attributions lead from (the training mean) and to (the input)
+            title += f": {r['baseline_score']:.4g} at the mean -> {r['score']:.4g}"
+        else:
+            title += f" = {r['score']:.4g}"
         if "tokens" in r:
             pictures.append(tokens(r["tokens"], r["attributions"], title))
         elif "window" in r:
@@ -220,7 +224,7 @@ def _image_figure(meta: dict, pairs: list) -> bytes:
         if not signed:
             panels.append(_grey_rgb(np.asarray(r["reconstruction"], dtype=np.float64)))
         panels += [colours(amap, signed), overlay(px, amap, signed)]
-        rows.append({"panels": panels, "lines": [str(r["input"])[-30:], *_verdict(r)]})
+        rows.append({"panels": panels, "lines": [_short(r["input"]), *_verdict(r)]})
     if first["task"] == "reconstruct":
         headers = ["input", "reconstruction", "squared error", "overlay"]
     else:
@@ -228,12 +232,20 @@ def _image_figure(meta: dict, pairs: list) -> bytes:
     return image_rows(rows, headers)
 
 
+def _short(name: str, limit: int = 28) -> str:
+    """An input's name within `limit` characters: its file name (and index), else its tail."""
+    import os
+
+    base = os.path.basename(str(name)) or str(name)
+    return base if len(base) <= limit else "..." + base[-(limit - 3) :]
+
+
 def _verdict(r: dict) -> list[str]:
     """The text beside an image row: the prediction's top labels, or the anomaly verdict."""
     if r["task"] == "reconstruct":
         flag = {True: "ANOMALY", False: "normal", None: "no threshold"}[r["anomaly"]]
-        threshold = "" if r["threshold"] is None else f" (threshold {r['threshold']:.3g})"
-        return [f"{flag}: score {r['score']:.3g}{threshold}"]
+        threshold = [] if r["threshold"] is None else [f"threshold {r['threshold']:.3g}"]
+        return [flag, f"score {r['score']:.3g}", *threshold]
     lines = [f"explains {r['target']}: {r['score']:.3f}"]
     lines += [f"  {t['label']}: {t['probability']:.3f}" for t in r.get("top", [])]
     return lines

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .occlusion import masked
+from .occlusion import CHUNK, scores_of
 
 
 def _upsample(n: int, cell: int) -> np.ndarray:
@@ -52,9 +52,16 @@ def rise(
     cell: int = 4,
     p: float = 0.5,
 ) -> np.ndarray:
-    """(H, W) saliency of x (C, H, W)."""
-    keep = rise_masks(n, x.shape[1:], rng, cell, p)
+    """(H, W) saliency of x (C, H, W): sum_i (s_i - mean s) m_i / (n p), masks made and scored CHUNK at a
+    time (the same masks for the same seed)."""
     baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
-    scores = score(masked(x, 1.0 - keep, baseline))  # masked() moves the masked-out part to the baseline
-    centred = scores - scores.mean()
-    return np.tensordot(centred, keep.astype(np.float64), axes=1) / (n * p)
+    weighted = np.zeros(x.shape[1:])  # sum of s_i m_i
+    coverage = np.zeros(x.shape[1:])  # sum of m_i
+    total = 0.0  # sum of s_i
+    for start in range(0, n, CHUNK):
+        keep = rise_masks(min(CHUNK, n - start), x.shape[1:], rng, cell, p)
+        scores = scores_of(score, x, 1.0 - keep, baseline)  # 1 - keep: the part moved to the baseline
+        weighted += np.tensordot(scores, keep.astype(np.float64), axes=1)
+        coverage += keep.sum(axis=0)
+        total += float(scores.sum())
+    return (weighted - total / n * coverage) / (n * p)

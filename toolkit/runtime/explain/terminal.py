@@ -35,7 +35,8 @@ def render(result: dict, colour: bool = True) -> str:
 def _heading(r: dict) -> str:
     if r["task"] == "reconstruct":
         flag = {True: "ANOMALY", False: "normal", None: "no threshold"}[r["anomaly"]]
-        return f"{r['input']}: {flag}, reconstruction error {r['score']:.4g} (threshold {r['threshold']})"
+        threshold = "none" if r["threshold"] is None else f"{r['threshold']:.4g}"
+        return f"{r['input']}: {flag}, reconstruction error {r['score']:.4g} (threshold {threshold})"
     text = f"{r['input']}: {r['method']} for {r['target']} = {r['score']:.4g}"
     if "top" in r:
         text += " (top: " + ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"]) + ")"
