@@ -243,6 +243,8 @@ def test_text_tokens_in_json_and_in_colour(tmp_path_factory, cli):
         batch[i, : len(row)] = row
     p = model.run({model.input_names[0]: batch})["probabilities"][:, r["target_index"]]
     np.testing.assert_allclose(r["attributions"], p[0] - p[1:], atol=2e-6)
+    strongest = int(np.argmax(np.abs(r["attributions"])))
+    assert r["colours"][strongest] in ("#b2182b", "#2166ac")  # the ends of the diverging scale
     coloured = render(r, colour=True)
     assert coloured.count("\x1b[48;2;") == 4 and "meow" in ANSI.sub("", coloured)
     # the raw-string model (tokenizer inside the graph) gives the same explanation

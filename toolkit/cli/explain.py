@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -28,7 +28,7 @@ def explain(
         str | None,
         typer.Option(
             help="images: occlusion (default), rise, ig (integrated gradients); tables: shap (default, "
-            "KernelSHAP; needs toolkit[explain]), occlusion, ig; series: occlusion (default), ig; texts: loo "
+            "KernelSHAP; needs the explain extra), occlusion, ig; series: occlusion (default), ig; texts: loo "
             "(leave-one-out, default), occlusion; autoencoders: reconstruction."
         ),
     ] = None,
@@ -71,9 +71,6 @@ def explain(
     relative to the training mean: positive supports the target, negative works against it. Autoencoders
     show where the reconstruction fails; a GAN generator has nothing to explain (an error says so).
     """
-    from toolkit.runtime.explain.api import explain as run_explain
-    from toolkit.runtime.explain.terminal import render
-
     args = (
         model,
         list(inputs or []),
@@ -86,24 +83,36 @@ def explain(
         keep_going,
         provider,
     )
-    if as_json or not sys.stderr.isatty():
-        result = run_explain(*args)
-    else:
-        from rich.progress import Progress
-
-        with Progress(console=err_console, transient=True) as bar:
-            task = bar.add_task("explaining", total=None)
-            result = run_explain(*args, advance=lambda: bar.advance(task))
+    result = _run(args, progress=not as_json and sys.stderr.isatty())
     if as_json:
         print_json(result.to_json())
     else:
-        colour = console.is_terminal and not console.no_color
-        for r in result.results:
-            if "error" not in r:
-                typer.echo(render(r, colour), color=colour)
-        if result.out:
-            console.print(f"wrote {escape(result.out)}")
+        _print(result)
     for error in result.errors:
         err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
     if result.errors:
         raise typer.Exit(2)
+
+
+def _run(args: tuple, progress: bool) -> Any:
+    from toolkit.runtime.explain.api import explain as run_explain
+
+    if not progress:
+        return run_explain(*args)
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("explaining", total=None)
+        return run_explain(*args, advance=lambda: bar.advance(task))
+
+
+def _print(result: Any) -> None:
+    """Each result as text (coloured maps, bars, tokens when the terminal takes colour), then the PNG."""
+    from toolkit.runtime.explain.terminal import render
+
+    colour = console.is_terminal and not console.no_color
+    for r in result.results:
+        if "error" not in r:
+            typer.echo(render(r, colour), color=colour)
+    if result.out:
+        console.print(f"wrote {escape(result.out)}")

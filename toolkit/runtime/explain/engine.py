@@ -26,6 +26,7 @@ from . import _core
 from ._core import InputError
 from .gradients import integrated_gradients, steps_for
 from .occlusion import fit_windows, occlusion, window_masks
+from .plots import hex_colour
 from .reconstruction import reconstruction_error
 from .rise import rise
 from .scores import Scorer, resolve_target
@@ -251,7 +252,14 @@ def _explain_text(meta: dict, run: Callable, row, method: str, options: Options)
     scorer = Scorer(meta, run, lambda batch: _core.batch_feeds(meta, list(batch)))
     head = _target(meta, scorer, rows[:1], options.target)
     values, _ = token_attributions(scorer, rows)
-    return {**head, "tokens": tokens, "attributions": [_num(v) for v in values], "evaluations": scorer.calls}
+    scale = float(np.abs(values).max()) or 1.0
+    return {
+        **head,
+        "tokens": tokens,
+        "attributions": [_num(v) for v in values],
+        "colours": [hex_colour(v, scale) for v in values],  # as the terminal and the PNG show them
+        "evaluations": scorer.calls,
+    }
 
 
 def _explain_reconstruction(meta: dict, run: Callable, x: np.ndarray) -> dict:

@@ -55,8 +55,9 @@ def occlusion(
     """Per-position attributions (*S) of x (C, *S): the mean score drop of the masks covering a position.
     `score` takes a batch (N, C, *S)."""
     baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
-    full = score(x[None])[0]
-    drops = full - scores_of(score, x, masks, baseline)  # (M,)
+    nothing = np.zeros((1, *masks.shape[1:]), dtype=masks.dtype)  # x itself, in the same batch
+    scores = scores_of(score, x, np.concatenate([nothing, masks]), baseline)
+    drops = scores[0] - scores[1:]  # (M,)
     total = np.tensordot(drops, masks.astype(np.float64), axes=1)
     return total / np.maximum(masks.sum(axis=0), 1)
 
