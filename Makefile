@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[train,dev]"
+	$(BIN)/pip install -q -e ".[train,dev,explain]"
 	touch $(STAMP)
 
 demo: setup
@@ -42,6 +42,7 @@ bench: setup
 	if $(BIN)/python -c "import flwr, flwr_datasets" 2>/dev/null; then \
 		$(BIN)/python bench/federate_bench.py --out bench/results/federate.json; \
 	else echo "federate bench skipped: pip install -e '.[federate]'"; fi
+	$(BIN)/python bench/explain_bench.py --out bench/results/explain.json
 
 # The GPU path end to end on a machine with an NVIDIA GPU (docs/gpu.md): makes .venv-gpu from wheels (CUDA
 # torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.

@@ -19,6 +19,9 @@ RUNTIME_MODULES = [
     "toolkit.data.preprocess",
     "toolkit.data.tokenizer",
     "toolkit.cli.main",
+    "toolkit.cli.explain",
+    "toolkit.runtime.explain.api",
+    "toolkit.runtime.explain.serving",
 ]
 
 

@@ -8,6 +8,7 @@ import typer
 
 from toolkit import __version__
 from toolkit.cli import edge as edge_cmd
+from toolkit.cli import explain as explain_cmd
 from toolkit.cli import export as export_cmd
 from toolkit.cli import federate as federate_cmd
 from toolkit.cli import generate as generate_cmd
@@ -61,6 +62,7 @@ app.command("generate")(generate_cmd.generate)
 app.command("validate")(validate_cmd.validate)
 app.command("info")(info_cmd.info)
 app.command("predict")(predict_cmd.predict)
+app.command("explain")(explain_cmd.explain)
 app.add_typer(edge_cmd.app, name="edge")
 app.command("serve")(serve_cmd.serve)
 app.command("quantize")(quantize_cmd.quantize)

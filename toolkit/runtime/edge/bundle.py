@@ -267,11 +267,23 @@ def _fill(
     shutil.copyfile(core.__file__, stage / "runner.py")
     (stage / "requirements.txt").write_text("".join(f"{p}=={v}\n" for p, v in pins.items()))
     files += ["model.json", "runner.py", "requirements.txt"]
+    files += ship_explain(stage)
     files += write_samples(stage, chosen, meta)
     model_file = "model.ort" if fmt != "onnx" else "model.onnx"
     (stage / SERVICE).write_text(service_unit(meta))
     (stage / "README.md").write_text(device_readme(meta, target, fmt, pins, model_file))
     return [*files, SERVICE, "README.md"], converter
+
+
+def ship_explain(stage: Path) -> list[str]:
+    """The torch-free explain package beside runner.py as explain/ (`runner.py explain ...`)."""
+    from toolkit.runtime import explain
+
+    source, target = Path(explain.__file__).parent, stage / "explain"
+    target.mkdir()
+    for name in explain.PORTABLE:
+        shutil.copyfile(source / name, target / name)
+    return [f"explain/{name}" for name in explain.PORTABLE]
 
 
 def converter_path(version: str) -> str | None:
@@ -464,6 +476,10 @@ def device_readme(meta: dict[str, Any], target: str, fmt: str, pins: dict[str, s
     if core._image_geometry(meta) is not None:
         example = "samples/image_0.png"
     pin_list = ", ".join(f"{p} {v}" for p, v in pins.items())
+    explain = ""  # `runner.py explain` (the explain/ package): not for generators, whose input is noise
+    if meta["task"] != "generate":
+        method = " --method occlusion" if example == "samples/rows.csv" else ""  # KernelSHAP needs shap
+        explain = f"    venv/bin/python runner.py explain {example}{method} --out explain.png    # why\n"
     return f"""# toolkit model bundle ({meta["task"]}, {meta.get("arch")}, {target})
 
 Runs `{model_file}` with onnxruntime and numpy only{" (Pillow for images)" if "pillow" in pins else ""}; pins: {pin_list}.
@@ -481,7 +497,7 @@ Inputs: {core.describe(meta)}. `runner.py` does the same pre- and post-processin
 
     venv/bin/python runner.py {example}
     venv/bin/python runner.py {example} --json --keep-going
-    venv/bin/python runner.py --help
+{explain}    venv/bin/python runner.py --help
 
 The session is set up for small devices: 1 intra-op thread (--threads N for more), no memory arena,
 ORT-format model bytes read in place. A bad input is one line naming it, exit code 2.

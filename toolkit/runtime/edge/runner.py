@@ -11,6 +11,7 @@ torch, and imports Pillow, csv and http.server only when an input needs them (a 
     python runner.py 3 7 --out grid.png        # a GAN generator: labels in, a PNG grid out
     python runner.py --self-test               # the bundle's samples/ against samples/expected.json
     python runner.py --serve 127.0.0.1:8080    # POST /v1/models/model:predict {"instances": [...]}
+    python runner.py explain INPUT... [--method M] [--target T] [--json] [--out F.png]   # explain/ beside it
 
 Inputs by model kind: images (.png/.jpg/.jpeg files or folders of them, resized and scaled as in training),
 CSV rows or .npy/.npz arrays (tabular), a CSV/.txt/.npy series (forecast from its last window), text lines
@@ -1019,6 +1020,9 @@ def format_result(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["explain"]:
+        return _explain(argv[1:])
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description="Run a toolkit model bundle (onnxruntime + numpy).")
     ap.add_argument("inputs", nargs="*", help="files or folders (labels for a generator)")
@@ -1069,6 +1073,18 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(format_result(r), file=sys.stderr if "error" in r else sys.stdout)
     return 2 if bad else 0
+
+
+def _explain(argv: list[str]) -> int:
+    """`runner.py explain ...`: the explain/ package that `toolkit edge pack` ships beside this file (it uses
+    this module's functions, so this module is registered as `runner` first)."""
+    sys.modules.setdefault("runner", sys.modules[__name__])
+    try:
+        from explain.edge import main as explain_main
+    except ImportError:
+        print("error: this bundle has no explain/ package beside runner.py; pack it again", file=sys.stderr)
+        return 2
+    return explain_main(argv)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,10 @@ class HttpApp:
                 return await self._infer(scope, parts, body)
             if parts[:2] == ["v1", "models"] and len(parts) == 3 and parts[2].endswith(":predict"):
                 return 200, await self._predict(parts[2][: -len(":predict")], body), None
+            if parts[-1] == "explain" or parts[-1].endswith(":explain"):  # toolkit.runtime.explain.serving
+                from toolkit.runtime.explain.serving import route
+
+                return await route(svc, scope, parts, body)
             if parts == ["v2", "repository", "index"]:
                 return 200, orjson.dumps(svc.index(_ready_only(body))), None
             if (
