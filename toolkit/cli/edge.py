@@ -24,12 +24,20 @@ def pack(
     model: Annotated[Path, typer.Argument(help="An exported .onnx model, or the run directory holding it.")],
     out: Annotated[Path, typer.Option("--out", help="The bundle folder to write.")],
     target: Annotated[
-        str, typer.Option(help="Device CPU: x86_64 or arm64 (sets the pinned wheels).")
+        str,
+        typer.Option(
+            help="Device CPU: x86_64 or arm64 (sets the pinned wheels); web: a static folder that runs the "
+            "model in a web page with onnxruntime-web (docs/browser.md)."
+        ),
     ] = "x86_64",
     fmt: Annotated[
-        str,
-        typer.Option("--format", help="onnx, ort (onnxruntime's ORT format, for small builds) or both."),
-    ] = "onnx",
+        str | None,
+        typer.Option(
+            "--format",
+            help="onnx, ort (onnxruntime's ORT format, for small builds) or both (default: onnx; web: both, "
+            "the ORT format on WebAssembly and ONNX on WebGPU).",
+        ),
+    ] = None,
     tar: Annotated[bool, typer.Option("--tar", help="Also write OUT.tar.gz.")] = False,
     ort_version: Annotated[
         str | None,
@@ -43,16 +51,34 @@ def pack(
         bool, typer.Option("--check/--no-check", help="Check with pip download that every pin has a wheel.")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    webgpu: Annotated[
+        bool,
+        typer.Option(
+            "--webgpu/--no-webgpu",
+            help="web: also ship onnxruntime-web's WebGPU runtime (27 MB), used when the browser has WebGPU.",
+        ),
+    ] = True,
+    ort_web: Annotated[
+        Path | None,
+        typer.Option(
+            "--ort-web",
+            help="web: a folder holding onnxruntime-web's dist files (default: the pinned release, installed "
+            "once with npm into the user's cache; env TOOLKIT_ORT_WEB).",
+        ),
+    ] = None,
 ) -> None:
     """Write a self-contained bundle to copy onto a device (onnxruntime + numpy only).
 
     The bundle holds the model (its INT8 variant when one passed its accuracy gate), model.json, runner.py
     (needs only onnxruntime + numpy, Pillow for images), requirements.txt pinned for the target, a README and
     systemd unit for the device, sample inputs with their expected answers, and a SHA-256 manifest.
+
+    --target web writes a static folder instead: the model, onnxruntime-web (pinned, vendored), index.html and
+    toolkit-web.mjs (the same pre- and post-processing in JavaScript, and an API to embed in a web app).
     """
     from toolkit.runtime.edge.bundle import pack as run_pack
 
-    report = run_pack(model, out, target, fmt, tar, ort_version, force, check)
+    report = run_pack(model, out, target, fmt, tar, ort_version, force, check, webgpu, ort_web)
     if as_json:
         print_json(report)
         return
@@ -69,6 +95,8 @@ def pack(
     console.print(table)
     pins = ", ".join(f"{p}=={v}" for p, v in report["requirements"].items())
     console.print(f"requirements: {pins}")
+    if report["target"] == "web":
+        console.print(f"serve it: python -m http.server -d {escape(report['out'])}  (then open the page)")
     if report.get("ort_converter"):
         console.print(f"model.ort written and loaded by onnxruntime {report['ort_converter']}")
     tail = f" · archive {escape(report['archive'])}" if report["archive"] else ""

@@ -47,16 +47,25 @@ def pack(
     model_path: str | Path,
     out: str | Path,
     target: str = "x86_64",
-    fmt: str = "onnx",
+    fmt: str | None = None,
     tar: bool = False,
     ort_version: str | None = None,
     force: bool = False,
     check_pins: bool = True,
+    webgpu: bool = True,
+    ort_web: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Write the bundle for `model_path` to `out`; returns what was written (the manifest, plus notes)."""
+    """Write the bundle for `model_path` to `out`; returns what was written (the manifest, plus notes).
+    `fmt` defaults to onnx. `target="web"`: a static folder that runs the model in a web page
+    (toolkit.runtime.edge.web; `webgpu` and `ort_web` are its options, and its own `fmt` default)."""
     t0 = time.perf_counter()
+    if target == "web":
+        from toolkit.runtime.edge.web import pack_web
+
+        return pack_web(model_path, out, fmt, tar, force, webgpu, ort_web)
+    fmt = fmt or "onnx"
     if target not in TARGETS:
-        raise ToolkitError(f"unknown --target {target!r}; allowed: {', '.join(TARGETS)}")
+        raise ToolkitError(f"unknown --target {target!r}; allowed: {', '.join(TARGETS)}, web")
     if fmt not in FORMATS:
         raise ToolkitError(f"unknown --format {fmt!r}; allowed: {', '.join(FORMATS)}")
     out = Path(out)
