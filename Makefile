@@ -6,9 +6,9 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test test-fast bench lint docs clean
+.PHONY: setup demo test test-fast bench lint docs clean web-setup
 
-setup: $(STAMP)
+setup: $(STAMP) web-setup
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[train,dev,explain]"
 	touch $(STAMP)
+
+# Browser pieces (docs/playground.md, docs/browser.md): Debian's chromium via apt-get when missing, the pinned
+# onnxruntime-web (npm ci into ~/.cache/toolkit) and the onnxruntime that writes web bundles' ORT models.
+web-setup: $(STAMP)
+	$(BIN)/python scripts/web_setup.py
 
 demo: setup
 	bash scripts/demo.sh

@@ -91,6 +91,14 @@ def serve(
     ] = 2,
     max_queue_size: MaxQueueSize = 1024,
     queue_timeout_s: QueueTimeout = 30.0,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui/--no-ui",
+            help="The playground page at GET / for browsers (docs/playground.md); API clients get KServe V1's "
+            "liveness answer there either way.",
+        ),
+    ] = True,
 ) -> None:
     """Serve models over the Open Inference Protocol (KServe V2) REST and gRPC, with Triton's binary tensor
     extension, KServe V1 :predict on raw inputs, dynamic batching and Prometheus /metrics.
@@ -127,6 +135,7 @@ def serve(
         instances=instances,
         max_queue_size=max_queue_size,
         queue_timeout_s=queue_timeout_s,
+        ui=ui,
     )
     code = run_server(path, config)
     if code:

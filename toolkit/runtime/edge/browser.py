@@ -83,14 +83,16 @@ def serve_folder(folder: str | Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def headless_chromium(extra_flags: list[str] | None = None) -> Iterator[Any]:
-    """A Playwright Browser on the system's Chromium, headless; ToolkitError when none can start."""
+def headless_chromium(extra_flags: list[str] | None = None, playwright: Any = None) -> Iterator[Any]:
+    """A Playwright Browser on the system's Chromium, headless; ToolkitError when none can start. Within a
+    running Playwright (sync API: one per thread), pass it as `playwright`."""
     why = unavailable()
     if why:
         raise ToolkitError(f"cannot start a headless browser: {why}")
     from playwright.sync_api import Error, sync_playwright
 
-    with sync_playwright() as pw:
+    with contextlib.ExitStack() as stack:
+        pw = playwright or stack.enter_context(sync_playwright())
         try:
             browser = pw.chromium.launch(
                 executable_path=chromium_path(), headless=True, args=[*CHROMIUM_FLAGS, *(extra_flags or [])]

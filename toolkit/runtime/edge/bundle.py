@@ -570,7 +570,12 @@ def verify(bundle: str | Path, python: str | None = None, timeout: float = 120) 
         )
     else:
         checks.append({"check": "files", "status": "pass", "detail": f"{len(files)} SHA-256 sums match"})
-        checks.append(_smoke(bundle, python or sys.executable, timeout))
+        if manifest.get("target") == "web":  # the page's self-test in headless Chromium
+            from toolkit.runtime.edge.web import browser_smoke
+
+            checks.append(browser_smoke(bundle, timeout))
+        else:
+            checks.append(_smoke(bundle, python or sys.executable, timeout))
     return {
         "bundle": str(bundle),
         "passed": all(c["status"] != "fail" for c in checks),

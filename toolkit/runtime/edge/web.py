@@ -63,6 +63,11 @@ def _has_runtime(dist: Path, webgpu: bool) -> bool:
     return all((dist / f).is_file() for f in (*WASM_FILES, *(WEBGPU_FILES if webgpu else ())))
 
 
+def ort_web_installed() -> bool:
+    """Whether the pinned onnxruntime-web is in the user's cache (a web pack then needs no network)."""
+    return _has_runtime(_installed_dist(), webgpu=True)
+
+
 def install_ort_web() -> Path:
     """`npm ci` of the pinned onnxruntime-web into the user's cache (once); returns its dist folder."""
     dist = _installed_dist()
@@ -149,9 +154,7 @@ def sample_instances(stage: Path, meta: dict[str, Any]) -> list[Any]:
         return rows
     if kind == "series":
         n = int(pre["window"]) + 5
-        return [round(float(pre["mean"]) + float(pre["std"]) * float(np.sin(i / 3.0)), 5) for i in range(n)][
-            :n
-        ]
+        return [[round(float(pre["mean"]) + float(pre["std"]) * float(np.sin(i / 3.0)), 5) for i in range(n)]]
     vocab = [t for t in pre.get("tokenizer", {}).get("vocab", [])[2:] if t.strip()] or ["text"]
     texts = [" ".join(vocab[(6 * i + j) % len(vocab)] for j in range(6)) for i in range(2)]
     return [*texts, "Zzzunknownzzz " + " ".join(vocab[:3])]
@@ -306,3 +309,29 @@ The page answers the bundled samples and compares them with the answers `toolkit
 `loadModel(base, {{backend: "auto" | "wasm" | "webgpu", threads: 1}})`; `model.predict(inputs, {{topK}})`;
 `model.prepare(inputs)` and `model.run(feeds)` for the two halves; `model.meta` is the metadata document.
 """
+
+
+# --------------------------------------------------------------------------------------------- verify
+def browser_smoke(folder: Path, timeout: float = 120) -> dict[str, str]:
+    """The bundle's page in headless Chromium (served on loopback): its self-test answers the samples as
+    recorded at pack time. Skipped, with the reason, where no headless browser can start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from toolkit.runtime.edge import browser
+
+    why = browser.unavailable()
+    if why:
+        return {"check": "smoke", "status": "skip", "detail": f"not run in a browser: {why}"}
+
+    def run() -> dict[str, Any]:
+        with browser.serve_folder(folder) as url, browser.headless_chromium() as chromium:
+            return browser.page_ready(chromium.new_page(), url + "index.html?backend=wasm", timeout)
+
+    try:  # a thread of its own: Playwright's sync API allows one instance per thread (a caller may hold one)
+        with ThreadPoolExecutor(1) as pool:
+            report = pool.submit(run).result()
+    except ToolkitError as exc:
+        return {"check": "smoke", "status": "fail", "detail": str(exc)}
+    test = report["selfTest"]
+    detail = f"{test['detail']} (headless Chromium, WebAssembly, ready in {report['coldStartMs']:.0f} ms)"
+    return {"check": "smoke", "status": "pass" if test["passed"] else "fail", "detail": detail}

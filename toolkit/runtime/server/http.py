@@ -27,6 +27,7 @@ import orjson
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from toolkit.runtime.server.playground import Playground
 from toolkit.runtime.server.protocol import ServeError, decode_http, encode_http
 from toolkit.runtime.server.service import Service
 
@@ -49,6 +50,7 @@ class HttpApp:
         key = service.config.api_key
         self.expected_auth = f"Bearer {key}".encode() if key else None
         self.max_body = service.config.max_body_bytes
+        self.playground = Playground(service.config.ui)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -94,6 +96,8 @@ class HttpApp:
             if parts[2] == "ready":
                 ok = svc.ready and not svc.draining
                 return (200 if ok else 503), orjson.dumps({"ready": ok}), None
+        if self.playground.handles(method, parts):  # GET /: the page, or KServe V1 liveness; GET /ui/*
+            return self.playground.answer(scope, parts)
         self._authorize(scope)
         if method == "POST":
             body = await self._read_body(scope, receive)
@@ -155,6 +159,12 @@ class HttpApp:
             return 200, orjson.dumps(svc.model_config(name, version)), None
         if rest == ["stats"]:
             return 200, orjson.dumps(svc.model_statistics(name, version)), None
+        if rest == ["toolkit"]:  # the `toolkit` metadata document (the playground builds its forms from it)
+            if model.meta is None:
+                raise ServeError(
+                    404, f"model {name!r} has no toolkit metadata (it was not exported by toolkit)"
+                )
+            return 200, orjson.dumps(model.meta), None
         raise ServeError(404, f"no endpoint GET /{'/'.join(parts)}")
 
     async def _infer(self, scope: dict, parts: list[str], body: bytes) -> tuple[int, bytes, list | None]:

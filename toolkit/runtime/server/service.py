@@ -45,6 +45,7 @@ class ServeConfig:
     instances: int = 2  # batches of one model running at once
     max_queue_size: int = 1024  # requests waiting per model version before 503 (0: no bound)
     queue_timeout_s: float = 30.0  # longest wait for a batch to start before 503 (0: none)
+    ui: bool = True  # the playground page at GET / (--no-ui: the KServe V1 liveness answer only)
 
     @property
     def max_body_bytes(self) -> int:

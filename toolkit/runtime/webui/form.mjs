@@ -126,7 +126,8 @@ export function inputForm(meta, onSubmit) {
 const fmt = (x) => (typeof x === "number" ? Number(x.toPrecision(5)).toString() : String(x));
 
 function bars(probabilities, top = 5) {
-  const entries = Object.entries(probabilities).slice(0, top);
+  // most likely first (a JS object lists integer-like keys such as "3" in numeric order, not as sent)
+  const entries = Object.entries(probabilities).sort((a, b) => b[1] - a[1]).slice(0, top);
   return el(
     "div",
     { class: "bars" },

@@ -339,7 +339,10 @@ export function batchFeeds(meta, rows, seed = 0) {
   const size = rows[0].length;
   const x = new Float32Array(n * size);
   rows.forEach((r, i) => x.set(r, i * size));
-  return { [ports[0].name]: { type: "float32", data: x, dims: [n, ...ports[0].shape.slice(1).map(Number)] } };
+  // a row's shape: the port's, a named dimension (a series' "window") being what the rest leaves
+  const known = ports[0].shape.slice(1).map((d) => (typeof d === "number" ? d : null));
+  const rest = size / known.reduce((a, d) => a * (d ?? 1), 1);
+  return { [ports[0].name]: { type: "float32", data: x, dims: [n, ...known.map((d) => d ?? rest)] } };
 }
 
 // ------------------------------------------------------------------------------------------ postprocessing
