@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python bench/pipeline.py --out bench/results/pipeline.json
 	$(BIN)/python bench/edge_bench.py --out bench/results/edge.json
 	$(BIN)/python bench/serve_bench.py --out bench/results/serve.json
+	$(BIN)/python bench/web_bench.py --out bench/results/web.json
 	TOOLKIT_FUZZ_FULL=1 $(BIN)/python -m pytest -q tests/test_server_fuzz.py -k 10000
 	$(BIN)/python bench/serve_soak.py --requests 1000000 --out bench/results/serve_soak_1m.json
 	if $(BIN)/python -c "import flwr, flwr_datasets" 2>/dev/null; then \

@@ -277,24 +277,28 @@ def test_web_pack_errors_are_one_line(cli, tmp_path_factory, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_ort_web_from_a_given_dist_folder_and_no_wasm_file_in_the_repository(tmp_path_factory, tmp_path):
-    """--ort-web takes a dist folder (machines without npm); the repository vendors no runtime file."""
+def test_ort_web_from_a_given_dist_folder_without_torch_and_no_wasm_file_in_the_repository(
+    tmp_path_factory, tmp_path
+):
+    """--ort-web takes a dist folder (machines without npm); the pack needs no torch; the repository vendors
+    no runtime file."""
+    import subprocess
+    import sys
+
+    from helpers import NO_TORCH
+
     dist = tmp_path / "onnxruntime-web" / "dist"
     dist.mkdir(parents=True)
     for name in web.WASM_FILES:
         shutil.copyfile(web.ort_web_dist(webgpu=False) / name, dist / name)
-    out = pack(
-        exported(tmp_path_factory, "iris"),
-        tmp_path / "b",
-        target="web",
-        fmt="onnx",
-        webgpu=False,
-        ort_web=dist.parent,
-    )
-    assert out["web"]["models"] == {"wasm": "model.onnx"}
+    model = exported(tmp_path_factory, "iris") / "model.onnx"
+    cli = NO_TORCH + "from toolkit.cli.main import main\nsys.argv = ['toolkit'] + sys.argv[1:]\nmain()\n"
+    args = ["edge", "pack", str(model), "--target", "web", "--out", str(tmp_path / "b"), "--format", "onnx"]
+    args += ["--no-webgpu", "--ort-web", str(dist.parent), "--json"]
+    proc = subprocess.run([sys.executable, "-c", cli, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["web"]["models"] == {"wasm": "model.onnx"}
     assert (tmp_path / "b" / "ort" / "ort-wasm-simd-threaded.wasm").stat().st_size > 1_000_000
     root = Path(__file__).resolve().parents[1]
-    assert (
-        not list((root / "toolkit").rglob("*.wasm"))
-        and not (root / "toolkit" / "runtime" / "webui" / "node_modules").exists()
-    )
+    assert not list((root / "toolkit").rglob("*.wasm"))
+    assert not (root / "toolkit" / "runtime" / "webui" / "node_modules").exists()
