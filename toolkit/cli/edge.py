@@ -117,7 +117,8 @@ def verify(
     """Check a bundle against its SHA-256 manifest and run a smoke inference.
 
     The smoke inference is the shipped runner's self-test in its own process: the bundled samples answered
-    as recorded at pack time. Exit code 1 when a check fails, 2 when DIR is not a bundle.
+    as recorded at pack time. For a web bundle it is the page's self-test in headless Chromium (the system's
+    Chromium through Playwright: toolkit[web]); skipped, with the reason, where none can start. Exit code 1 when a check fails, 2 when DIR is not a bundle.
     """
     from toolkit.runtime.edge.bundle import verify as run_verify
 

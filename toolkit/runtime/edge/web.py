@@ -284,7 +284,8 @@ def web_readme(meta: dict[str, Any], web: dict[str, Any]) -> str:
     backends = "WebGPU when the browser offers it, else WebAssembly" if web["webgpu"] else "WebAssembly"
     return f"""# toolkit model in the browser ({meta["task"]}, {meta.get("arch")})
 
-A static folder: `{web["models"]["wasm"]}` runs in the page with onnxruntime-web {web["ort_web"]} ({backends}).
+A static folder: the model runs in the page with onnxruntime-web {web["ort_web"]} ({backends}):
+{", ".join(f"`{f}` on {b}" for b, f in web["models"].items())}.
 Inputs: {core.describe(meta)}. toolkit-web.mjs applies the same pre- and post-processing as `toolkit predict`.
 
 ## Open the page

@@ -68,11 +68,12 @@ function number(v, what, missingOk) {
     if (missingOk) return NaN;
     throw new InputError(`${what} is missing`);
   }
-  if (typeof v !== "number" && typeof v !== "string") throw new InputError(`${what} is ${typeof v}, not a number`);
-  const x = typeof v === "number" ? v : Number(v.trim());
-  if (typeof v === "string" && (Number.isNaN(x) && !/^\s*[+-]?nan\s*$/i.test(v))) {
-    throw new InputError(`${what} is ${JSON.stringify(v)}, not a number`);
-  }
+  if (typeof v === "number") return v;
+  if (typeof v !== "string") throw new InputError(`${what} is ${typeof v}, not a number`);
+  const t = v.trim();
+  const inf = /^([+-]?)inf(inity)?$/i.exec(t); // Python's float() spellings of infinity
+  const x = inf ? (inf[1] === "-" ? -Infinity : Infinity) : Number(t);
+  if (Number.isNaN(x)) throw new InputError(`${what} is ${JSON.stringify(v)}, not a number`);
   return x;
 }
 
@@ -283,7 +284,7 @@ export async function prepare(meta, input, what = "input") {
   if (typeof input === "string") throw new InputError(`${what} is a string; this model takes ${describe(meta)}`);
   if (kind === "series") return seriesRow(meta, input, what);
   const nested = Array.isArray(input) && Array.isArray(input[0]);
-  if (kind === "image" || (geom && (nested || ArrayBuffer.isView(input)))) {
+  if (kind === "image" || (geom && nested)) {
     return imageToRow(meta, pixelArray(meta, input, what));
   }
   const names = featureNames(meta);
