@@ -115,7 +115,7 @@ export function inputForm(meta, onSubmit) {
   const form = el(
     "form",
     { class: "input-form", onsubmit: (e) => (e.preventDefault(), onSubmit(widget.read)) },
-    el("div", { class: "what" }, `${meta.task} · ${meta.arch || "model"} · takes ${describe(meta)}`),
+    el("div", { class: "what" }, `${meta.task} · ${meta.arch || "model"} · ${kind === "noise" ? "draws an image of a label" : `takes ${describe(meta)}`}`),
     widget.element,
     button,
   );
