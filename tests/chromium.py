@@ -2,7 +2,8 @@
 
 When Chromium, Playwright or the pinned onnxruntime-web is missing, the fixture runs scripts/web_setup.py
 (what `make setup` runs: apt-get for Chromium, npm ci for onnxruntime-web) once, and skips the browser tests
-only when that could not install them, naming why.
+only when that could not install them, naming why. The fixtures are registered in conftest.py, one
+Playwright per test module: its sync API allows one per thread, and keeps an asyncio loop running in it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.runtime.edge.browser import headless_chromium, unavailable
-from toolkit.runtime.edge.web import ort_web_installed
-
 ROOT = Path(__file__).resolve().parents[1]
 # A software WebGPU adapter (SwiftShader's Vulkan) for headless Chromium without a GPU.
 WEBGPU_FLAGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"]
@@ -23,6 +21,9 @@ WEBGPU_FLAGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "-
 
 def browser_missing() -> str | None:
     """Why the browser tests cannot run here, after trying to install what is missing (None: they can)."""
+    from toolkit.runtime.edge.browser import unavailable
+    from toolkit.runtime.edge.web import ort_web_installed
+
     if unavailable() is None and ort_web_installed():
         return None
     proc = subprocess.run(
@@ -34,9 +35,9 @@ def browser_missing() -> str | None:
     return why
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright():
-    """Playwright for the whole session (skips the test, naming why, when no browser can run here)."""
+    """Playwright for a test module (skips the test, naming why, when no browser can run here)."""
     why = browser_missing()
     if why:
         pytest.skip(f"no headless browser: {why}")
@@ -46,8 +47,10 @@ def playwright():
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright):
-    """A headless Chromium for the whole session."""
+    """A headless Chromium for a test module."""
+    from toolkit.runtime.edge.browser import headless_chromium
+
     with headless_chromium(playwright=playwright) as chromium:
         yield chromium

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import browser, playwright  # noqa: F401 (session fixtures: headless Chromium via Playwright)
 
 
 @pytest.fixture

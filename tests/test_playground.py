@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from chromium import browser, playwright  # noqa: F401 (fixtures)
 from test_predict import exported
 from test_server import Server, get, request
 
@@ -110,7 +109,7 @@ def test_api_key_guards_the_models_not_the_page_and_no_ui_keeps_liveness(repo):
 
 
 # --------------------------------------------------------------------------------------------- browser
-def _open(browser, server, model: str):  # noqa: F811
+def _open(browser, server, model: str):
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -125,7 +124,7 @@ def _open(browser, server, model: str):  # noqa: F811
     return page, errors
 
 
-def test_image_flow_reads_the_predicted_label(browser, server, repo, digit_png):  # noqa: F811
+def test_image_flow_reads_the_predicted_label(browser, server, repo, digit_png):
     want = predict(_model(repo, "digits"), [str(digit_png)]).results[0]
     page, errors = _open(browser, server, "digits")
     assert "8x8 grayscale image" in page.locator("nav button[data-model=digits]").text_content()
@@ -141,7 +140,7 @@ def test_image_flow_reads_the_predicted_label(browser, server, repo, digit_png):
     page.close()
 
 
-def test_table_and_text_flows(browser, server, repo, tmp_path):  # noqa: F811
+def test_table_and_text_flows(browser, server, repo, tmp_path):
     rows = tmp_path / "row.csv"
     rows.write_text("6.7,3.0,5.2,2.3\n")
     want = predict(_model(repo, "iris"), [str(rows)]).results[0]
@@ -163,7 +162,7 @@ def test_table_and_text_flows(browser, server, repo, tmp_path):  # noqa: F811
     page.close()
 
 
-def test_series_plot_anomaly_score_and_a_model_without_metadata(browser, server, repo, digit_png, tmp_path):  # noqa: F811
+def test_series_plot_anomaly_score_and_a_model_without_metadata(browser, server, repo, digit_png, tmp_path):
     meta = json.loads(get(server.port, "/v2/models/forecast/toolkit")[1])
     pre = meta["inputs"][0]["preprocessing"]
     series = [round(pre["mean"] + pre["std"] * np.sin(i / 4), 3) for i in range(int(pre["window"]) + 3)]
@@ -191,7 +190,7 @@ def test_series_plot_anomaly_score_and_a_model_without_metadata(browser, server,
     page.close()
 
 
-def test_api_key_is_asked_once(browser, repo, digit_png):  # noqa: F811
+def test_api_key_is_asked_once(browser, repo, digit_png):
     s = Server(repo, "--api-key", KEY)
     try:
         page = browser.new_page()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import WEBGPU_FLAGS, browser, playwright  # noqa: F401 (fixtures)
+from chromium import WEBGPU_FLAGS
 from helpers import assert_one_line_error
 from test_predict import exported
 
@@ -50,13 +50,14 @@ PARITY_JS = """async ({inputs, backend}) => {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> dict[str, Path]:
-    """A web bundle (default: ORT format on WebAssembly, ONNX on WebGPU) of a tiny model of every task but
-    the generator, each in SITE/NAME/bundle beside the host page SITE/NAME/app.html."""
+    """A web bundle (ORT format on WebAssembly; the digits CNN's also ONNX on WebGPU) of a tiny model of every
+    task but the generator, each in SITE/NAME/bundle beside the host page SITE/NAME/app.html."""
     root = tmp_path_factory.mktemp("web")
     sites = {}
     for name in TASKS:
         folder = root / name
-        pack(exported(tmp_path_factory, name) / "model.onnx", folder / "bundle", target="web")
+        webgpu = name == "digits"  # the default bundle; the others without the 27 MB WebGPU runtime
+        pack(exported(tmp_path_factory, name) / "model.onnx", folder / "bundle", target="web", webgpu=webgpu)
         (folder / "app.html").write_text(APP)
         sites[name] = folder
     return sites
@@ -128,9 +129,10 @@ def _parity(page, folder: Path, backend: str = "wasm") -> float:
             np.testing.assert_allclose(
                 np.asarray(js, np.float32), np.asarray(py).reshape(-1), atol=1e-6, err_msg=f"row {i}"
             )
-    outputs = OnnxModel(bundle_dir / "model.onnx", providers=["CPUExecutionProvider"]).run(
-        core.batch_feeds(meta, rows)
-    )
+    outputs = OnnxModel(
+        json.loads((bundle_dir / "manifest.json").read_text())["model"]["file"],
+        providers=["CPUExecutionProvider"],
+    ).run(core.batch_feeds(meta, rows))
     worst = 0.0
     for name, want in outputs.items():
         js = np.asarray([r["outputs"][name] for r in got["results"]], dtype=np.float64).reshape(want.shape)
@@ -145,7 +147,7 @@ def _parity(page, folder: Path, backend: str = "wasm") -> float:
 
 # --------------------------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("name", TASKS)
-def test_page_equals_onnxruntime_in_python(site, browser, name):  # noqa: F811
+def test_page_equals_onnxruntime_in_python(site, browser, name):
     """Every task's bundle in the page (WebAssembly, ORT format) against onnxruntime in Python (.onnx)."""
     with chromium.serve_folder(site[name]) as url:
         page = browser.new_page()
@@ -154,7 +156,7 @@ def test_page_equals_onnxruntime_in_python(site, browser, name):  # noqa: F811
         page.close()
 
 
-def test_bundle_page_self_test_and_a_prediction_from_its_form(site, browser, tmp_path):  # noqa: F811
+def test_bundle_page_self_test_and_a_prediction_from_its_form(site, browser, tmp_path):
     """index.html answers its samples as `toolkit predict` did at pack time, then a dropped digit PNG."""
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -174,7 +176,7 @@ def test_bundle_page_self_test_and_a_prediction_from_its_form(site, browser, tmp
         page.close()
 
 
-def test_input_errors_are_one_line_in_the_page(site, browser):  # noqa: F811
+def test_input_errors_are_one_line_in_the_page(site, browser):
     with chromium.serve_folder(site["digits"]) as url:
         page = browser.new_page()
         page.goto(url + "app.html")
@@ -196,7 +198,7 @@ def test_input_errors_are_one_line_in_the_page(site, browser):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_webgpu_backend_equals_onnxruntime_in_python(site, playwright):  # noqa: F811
+def test_webgpu_backend_equals_onnxruntime_in_python(site, playwright):
     """The WebGPU runtime (ONNX model, NHWC kernels) on SwiftShader's software adapter: same answers."""
     with (
         chromium.serve_folder(site["digits"]) as url,
@@ -212,7 +214,7 @@ def test_webgpu_backend_equals_onnxruntime_in_python(site, playwright):  # noqa:
 
 
 # --------------------------------------------------------------------------------------------- pack, verify
-def test_pack_writes_a_static_folder_and_verify_runs_its_page(cli, browser, tmp_path_factory, tmp_path):  # noqa: F811
+def test_pack_writes_a_static_folder_and_verify_runs_its_page(cli, browser, tmp_path_factory, tmp_path):
     run = exported(tmp_path_factory, "iris")
     out = tmp_path / "iris-web"
     result = cli("edge", "pack", run, "--target", "web", "--out", out, "--no-webgpu", "--json")

@@ -35,7 +35,7 @@ def pack(
         typer.Option(
             "--format",
             help="onnx, ort (onnxruntime's ORT format, for small builds) or both (default: onnx; web: both, "
-            "the ORT format on WebAssembly and ONNX on WebGPU).",
+            "the ORT format on WebAssembly and ONNX on WebGPU; ort with --no-webgpu).",
         ),
     ] = None,
     tar: Annotated[bool, typer.Option("--tar", help="Also write OUT.tar.gz.")] = False,
