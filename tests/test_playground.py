@@ -197,13 +197,15 @@ def test_api_key_is_asked_once(browser, repo, digit_png):
         page.goto(f"http://127.0.0.1:{s.port}/")
         page.get_by_test_id("api-key").fill("wrong")
         page.get_by_test_id("use-key").click()
-        assert "refused this API key" in page.locator(".keybox").text_content()
+        page.locator(".keybox", has_text="the server refused this API key").wait_for()  # asked again
         page.get_by_test_id("api-key").fill(KEY)
         page.get_by_test_id("use-key").click()
         page.locator("nav button[data-model=digits]").click()
-        for _ in range(2):  # the key is kept: no second prompt
+        for _ in range(2):  # the key is kept: sent with every call, no second prompt
             page.get_by_test_id("file").set_input_files(str(digit_png))
-            page.get_by_test_id("predict").click()
+            with page.expect_response(lambda r: r.url.endswith("/v1/models/digits:predict")) as answer:
+                page.get_by_test_id("predict").click()
+            assert answer.value.status == 200
             page.get_by_test_id("label").wait_for()
             assert page.get_by_test_id("api-key").count() == 0
         page.reload()  # and for the tab's life
