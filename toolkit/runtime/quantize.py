@@ -296,6 +296,8 @@ def build(
     elif mode == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
+        from toolkit.runtime.graph import topological_sort
+
         proto = convert_float_to_float16(model, keep_io_types=True, node_block_list=list(exclude) or None)
         topological_sort(proto.graph)  # the converter appends its input casts at the end of the graph
         onnx.save(proto, str(out))
@@ -309,7 +311,7 @@ def low_precision_weights(model: Any) -> int:
     "quantized" graph computes everything in fp32 (the quantizer only rewired it)."""
     from onnx import TensorProto
 
-    from toolkit.runtime.rewrite import graphs
+    from toolkit.runtime.graph import graphs
 
     kinds = {TensorProto.INT8, TensorProto.UINT8, TensorProto.FLOAT16}
     tensors = [t for g in graphs(model.graph) for t in g.initializer]
@@ -337,26 +339,6 @@ def small_layers(model: Any) -> list[str]:
         and sizes.get(n.input[1], SMALL_WEIGHT) < SMALL_WEIGHT
     ]
     return [n.name for n in small] + [f"{n.name}_MatMul" for n in small if n.op_type == "Gemm"]
-
-
-def topological_sort(graph: Any) -> None:
-    """Reorder a graph's nodes so that every node comes after the producers of its inputs (in place)."""
-    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        ready = [n for n in pending if all(i in known for i in n.input)]
-        if not ready:  # a cycle or a missing input: leave the rest as it was, the checker will say
-            ordered += pending
-            break
-        for n in ready:
-            ordered.append(n)
-            known.update(n.output)
-        pending = [n for n in pending if n not in ready]
-    nodes = [type(n)() for n in ordered]
-    for new, old in zip(nodes, ordered):
-        new.CopyFrom(old)
-    del graph.node[:]
-    graph.node.extend(nodes)
 
 
 def session(proto: Any, threads: int | None, provider: str | Resolution) -> Any:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.runtime.rewrite import replace_nodes
+from toolkit.runtime.graph import replace_nodes
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}

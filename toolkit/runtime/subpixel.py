@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.runtime.rewrite import replace_nodes
+from toolkit.runtime.graph import replace_nodes
 
 
 def _attrs(node: Any) -> dict[str, Any]:
