@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.models import register_model
+from toolkit.models.registry import register_model
 
 
 def _mlp(widths: list[int], dropout: float) -> nn.Sequential:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from toolkit.models import register_model
+from toolkit.models.registry import register_model
 
 
 def _block(c_in: int, c_out: int, k: int, bn: bool) -> nn.Sequential:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from toolkit.models import register_model
+from toolkit.models.registry import register_model
 
 
 def num_upsamplings(height: int, width: int) -> int:

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn as nn
 
-from toolkit.models import register_model
+from toolkit.models.registry import register_model
 
 
 def sinusoidal_table(max_length: int, d_model: int) -> torch.Tensor:
