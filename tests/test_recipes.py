@@ -34,6 +34,23 @@ def test_shipped_recipe_loads_and_round_trips(path):
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_search_section_is_a_valid_space(path):
+    """The recipe keeps `search:` raw; toolkit.tune.space checks it (as `toolkit tune` and `train` do)."""
+    from toolkit.tune.space import parse_space
+
+    recipe = load_recipe(path)
+    params = parse_space(recipe.to_dict(), recipe.search)
+    assert [p.key for p in params] == list(recipe.search)
+
+
+def test_search_section_is_kept_raw_but_must_be_a_mapping():
+    raw = {"name": "mine", "arch": "mlp", "task": "classify", "search": {"model.widths": [[8]]}}
+    assert recipe_from_dict(raw).search == {"model.widths": [[8]]}  # unknown key: tune's to reject
+    with pytest.raises(ToolkitError, match="search must be a mapping"):
+        recipe_from_dict({**raw, "search": ["train.lr"]})
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_key_is_commented(path):
     for line in path.read_text().splitlines():
         stripped = line.strip()

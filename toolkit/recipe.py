@@ -367,8 +367,9 @@ class Recipe:
     model: Any = None  # the arch's config dataclass (MLPConfig, CNNConfig, ...)
     train: TrainConfig = field(default_factory=TrainConfig)
     # What `toolkit tune` varies: dotted key -> range {low, high, log, step} or list of choices (see
-    # toolkit/tune/space.py). It describes how to explore around the recipe, not the recipe itself: it is
-    # left out of to_dict (run directories, checkpoints and model metadata) and of equality.
+    # toolkit/tune/space.py, which checks it: here it stays raw). It describes how to explore around the
+    # recipe, not the recipe itself: it is left out of to_dict (run directories, checkpoints and model
+    # metadata) and of equality.
     search: dict[str, Any] = field(default_factory=dict, compare=False)
     # Federated runs only (toolkit federate): rounds, clients, strategy, partition, privacy. Left out of
     # to_dict when unset, so a centrally trained run's recipe stays as it was.
@@ -417,10 +418,9 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
             f"train.loss for task {recipe.task} must be one of {', '.join(allowed_losses)} "
             f"(got {recipe.train.loss})"
         )
-    if search is not None:
-        from toolkit.tune.space import parse_space  # stdlib + yaml + this module, like the recipe itself
-
-        parse_space({**raw, "model": model_raw}, search)
+    if search is not None:  # kept raw: toolkit.tune.space checks its keys and ranges against the recipe
+        if not isinstance(search, dict):
+            raise ToolkitError("search must be a mapping of recipe keys to ranges or choice lists")
         recipe.search = search
     return recipe
 
@@ -498,7 +498,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     cls: Any = Recipe
     node = raw
     for depth, part in enumerate(keys):
-        allowed = _allowed_keys(cls, raw)
+        allowed = allowed_keys(cls, raw)
         if part not in allowed:
             where = ".".join(keys[:depth]) or "the recipe"
             raise ToolkitError(f"unknown key {key!r} in --set: {where} has {', '.join(allowed)}")
@@ -525,7 +525,8 @@ def _optional_inner(tp: Any) -> Any:
     return tp
 
 
-def _allowed_keys(cls: Any, raw: dict[str, Any]) -> dict[str, Any]:
+def allowed_keys(cls: Any, raw: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a recipe section (`cls`) and their types; the model section's from the raw recipe's arch."""
     hints = typing.get_type_hints(cls)
     if cls is Recipe:
         hints["model"] = MODEL_CONFIGS.get(raw.get("arch"), dict)

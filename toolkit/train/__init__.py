@@ -39,13 +39,19 @@ def resolve_recipe(
     target: str | None = None,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> Recipe:
-    """Load a recipe by name or path and apply --data/--target and --set overrides (in that order)."""
+    """Load a recipe by name or path and apply --data/--target and --set overrides (in that order); its
+    `search:` section, kept raw by the recipe, is checked here too."""
+    from toolkit.tune.space import parse_space
+
     if isinstance(recipe, Recipe):
         raw = recipe.to_dict()
         for item in _data_overrides(data, target) + list(overrides):
             apply_override(raw, item)
-        return recipe_from_dict(raw)
-    return load_recipe(recipe, _data_overrides(data, target) + list(overrides))
+        rec = recipe_from_dict(raw)
+    else:
+        rec = load_recipe(recipe, _data_overrides(data, target) + list(overrides))
+    parse_space(rec.to_dict(), rec.search)  # a broken `search:` section fails now, not in a later tune
+    return rec
 
 
 def _data_overrides(data: str | None, target: str | None) -> list[str]:

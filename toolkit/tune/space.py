@@ -10,7 +10,8 @@ It lives in a recipe's `search:` section or in a file given with `--space`. Ever
 checked against the recipe schema before a trial runs: an unknown key, an empty range, low > high or a
 value the recipe would reject is a one-line error, not a failed trial ten minutes later.
 
-This module imports only the standard library, yaml and the recipe schema, so recipes load anywhere.
+The recipe keeps its `search:` section raw; this module checks it (for `toolkit tune`, and for `toolkit
+train`, so a broken section fails at once). It imports only the standard library, yaml and the recipe schema.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import yaml
 
 from toolkit.errors import ToolkitError
+from toolkit.recipe import Recipe, allowed_keys, recipe_from_dict
 
 # Keys a search may not vary: they define the data and its split, so trials must share them for their
 # validation scores to be comparable (and for the test split to stay unseen by every trial).
@@ -133,8 +135,6 @@ def parse_space(recipe_raw: dict[str, Any], search: Any, where: str = "search") 
 
     Each bound and each choice is applied to the recipe and validated, so a value the recipe would reject
     (a dropout of 1.5, an optimizer named lion) is reported here, naming the key."""
-    from toolkit.recipe import recipe_from_dict
-
     if search is None:
         return []
     if not isinstance(search, dict):
@@ -172,12 +172,10 @@ def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
 
 def _leaf_type(recipe_raw: dict[str, Any], key: str, label: str) -> Any:
     """The declared type of a dotted recipe key; an unknown key is an error naming what is allowed."""
-    from toolkit.recipe import _allowed_keys
-
-    cls: Any = _recipe_class()
+    cls: Any = Recipe
     parts = key.split(".")
     for depth, part in enumerate(parts):
-        allowed = _allowed_keys(cls, recipe_raw)
+        allowed = allowed_keys(cls, recipe_raw)
         if part not in allowed:
             scope = ".".join(parts[:depth]) or "the recipe"
             raise ToolkitError(f"{label}: unknown key; {scope} has {', '.join(allowed)}")
@@ -190,12 +188,6 @@ def _leaf_type(recipe_raw: dict[str, Any], key: str, label: str) -> Any:
             raise ToolkitError(f"{label}: unknown key; {'.'.join(parts[: depth + 1])} has no sub-keys")
         cls = tp
     raise AssertionError("unreachable")
-
-
-def _recipe_class() -> type:
-    from toolkit.recipe import Recipe
-
-    return Recipe
 
 
 def _strip_optional(tp: Any) -> Any:
