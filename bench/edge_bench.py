@@ -100,8 +100,7 @@ def build(work: Path, epochs: int) -> dict[str, Path]:
 def _trace(run: Path, out: Path, example) -> None:
     import torch
 
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     model = load_model(load_checkpoint(run / "best.pt")).eval()
     with torch.no_grad():

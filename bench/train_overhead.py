@@ -58,8 +58,10 @@ from toolkit.data import Splits, load_splits
 from toolkit.io import write_json
 from toolkit.models import create_model, model_entry
 from toolkit.recipe import Recipe, load_recipe
-from toolkit.train.loop import Batches, build_optimizer, build_scheduler, epoch_seed, fit, train_one_epoch
-from toolkit.train.tasks import Task, make_task
+from toolkit.train.loop import Batches, epoch_seed, fit, train_one_epoch
+from toolkit.train.optim import build_optimizer, build_scheduler
+from toolkit.train.registry import make_task
+from toolkit.train.tasks import Task
 
 RECIPES = ("cnn-image", "mlp-tabular")
 GOAL_OVERHEAD_PCT = 5.0

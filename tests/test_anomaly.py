@@ -15,8 +15,8 @@ from toolkit.metrics import average_precision, best_f1_threshold, binary_metrics
 from toolkit.recipe import load_recipe
 from toolkit.train import evaluate_run, train
 from toolkit.train.anomaly import anomaly_scores, encode
-from toolkit.train.checkpoint import load_checkpoint
-from toolkit.train.loop import load_model, predict_outputs
+from toolkit.train.checkpoint import load_checkpoint, load_model
+from toolkit.train.tasks import predict_outputs
 
 TINY = ["model.variant=dense", "model.hidden=[32]", "model.latent=4", "train.epochs=15", "train.patience=0"]
 

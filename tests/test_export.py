@@ -124,9 +124,8 @@ def _feeds(meta: dict, batch: int, length: int, rng: np.random.Generator) -> dic
 
 def _torch_outputs(run_dir: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What the checkpoint predicts, computed the way training and eval compute it (not by toolkit.export)."""
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
-    from toolkit.train.tasks import make_task
+    from toolkit.train.checkpoint import load_checkpoint, load_model
+    from toolkit.train.registry import make_task
 
     ckpt = load_checkpoint(run_dir / "best.pt")
     model, spec, rec = load_model(ckpt), ckpt["spec"], recipe_from_dict(ckpt["recipe"])

@@ -20,7 +20,7 @@ from toolkit.recipe import load_recipe
 from toolkit.train import train
 from toolkit.train.gan import generate
 from toolkit.train.loop import Batches
-from toolkit.train.tasks import make_task
+from toolkit.train.registry import make_task
 
 TINY = [
     "model.width=4",

@@ -244,8 +244,7 @@ def test_validate_fails_when_the_sidecar_differs(cli, classifier, tmp_path):
 
 # --------------------------------------------------------------------------------------------- info
 def _torch_parameters(run_dir: Path) -> int:
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     return sum(p.numel() for p in load_model(load_checkpoint(run_dir / "best.pt")).parameters())
 

@@ -20,8 +20,7 @@ from toolkit.errors import ToolkitError
 def eager_runner(run_dir: str | Path, meta: dict[str, Any], threads: int | None = None) -> Callable:
     """fn(feeds) -> outputs of the run's checkpoint for the graph that `meta` describes (its role)."""
     from toolkit.export import SIGNATURES
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     if threads:
         torch.set_num_threads(threads)

@@ -371,8 +371,7 @@ def export_run(
     strict shape inference and the parity check; files are replaced atomically, so an earlier model.onnx
     stays whole when an export fails."""
     from toolkit.io import write_bytes, write_json
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -722,8 +721,7 @@ def checkpoint_outputs(
     """PyTorch outputs of a run's checkpoint, wrapped exactly as it is exported, for the named ONNX inputs
     (used by `toolkit validate --run`): {output name: array}; empty when the run exports no such role.
     A run of another task is a ToolkitError."""
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     ckpt = load_checkpoint(ckpt_path)
     run_task = ckpt["recipe"].get("task")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from toolkit.metrics import average_precision, best_f1_threshold, binary_metrics, roc_auc
+from toolkit.train.registry import register_task
 from toolkit.train.tasks import REGRESSION_LOSSES, Task, predict_outputs
 
 
@@ -25,6 +26,7 @@ def anomaly_scores(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
     return err.reshape(len(err), -1).mean(axis=1)
 
 
+@register_task
 class Reconstruct(Task):
     """Targets are the inputs; y holds anomaly flags (0 normal, 1 anomaly) used only for metrics."""
 
@@ -73,6 +75,13 @@ class Reconstruct(Task):
         metrics.pop("loss", None)
         return {**metrics, "threshold": threshold}, updates
 
+    def report(self, run_dir, splits, x, y, outputs, metrics, plots) -> dict[str, Any]:
+        """The recorded threshold, and with plots score_hist.png and reconstructions.png (anomaly_report)."""
+        result: dict[str, Any] = {"threshold": self.spec.get("threshold")}
+        if plots:
+            result.update(anomaly_report(run_dir, self.spec, x, y, outputs))
+        return result
+
 
 # --------------------------------------------------------------------------------------------- eval
 def anomaly_report(
@@ -105,9 +114,9 @@ def _to_images(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
 
 def plot_score_histogram(scores: np.ndarray, y: np.ndarray, threshold: float | None, path: Path) -> None:
     from toolkit.io import atomic_path
-    from toolkit.train.plots import _plt
+    from toolkit.train.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     top = float(np.quantile(scores, 0.99))
     if threshold is not None:
@@ -131,13 +140,13 @@ def plot_score_histogram(scores: np.ndarray, y: np.ndarray, threshold: float | N
 def plot_reconstructions(x, recon, y, scores, spec, path: Path, per_kind: int = 8) -> None:
     """Top row pairs: inputs and, below each, its reconstruction; normal samples first, then anomalies."""
     from toolkit.io import atomic_path
-    from toolkit.train.plots import _plt
+    from toolkit.train.plots import pyplot
 
     rng = np.random.default_rng(0)
     picks = [rng.permutation(np.flatnonzero(y == k))[:per_kind] for k in (0, 1)]
     idx = np.concatenate(picks)
     inputs, outputs = _to_images(x[idx], spec), _to_images(recon[idx], spec)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(idx), figsize=(1.1 * len(idx), 2.6), squeeze=False)
     for j, i in enumerate(idx):
         for row, img in ((0, inputs[j]), (1, outputs[j])):
@@ -160,8 +169,7 @@ def plot_reconstructions(x, recon, y, scores, spec, path: Path, per_kind: int = 
 def encode(run_dir: str | Path, x: np.ndarray) -> np.ndarray:
     """The encoder as a feature extractor: latent codes (N, latent) for already-normalized inputs x."""
     from toolkit.errors import ToolkitError
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     ckpt = load_checkpoint(Path(run_dir) / "best.pt")
     model = load_model(ckpt)

@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically; each carries the recipe and preprocessing spec that made it.
+"""Checkpoints: written atomically; each carries the recipe and preprocessing spec that made it, so
+`load_model` rebuilds the model from the file alone.
 
 Checkpoints (and any weights file a user hands us) are read with `torch.load(weights_only=True)`: only
 tensors, plain containers and numbers come back, so a file received from someone else cannot run code while
@@ -51,3 +52,16 @@ def load_weights_file(path: Path, what: str = "weights file") -> Any:
         raise ToolkitError(f"cannot read {what} {path}: {exc.__class__.__name__}") from None
     except Exception as exc:  # a damaged file: say which one, not a pickle traceback
         raise ToolkitError(f"cannot read {what} {path}: {exc.__class__.__name__}") from None
+
+
+def load_model(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild the model saved in a checkpoint (CPU, eval mode)."""
+    from toolkit.models import create_model
+    from toolkit.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(ckpt["recipe"])
+    model = create_model(
+        recipe.arch, recipe.model, tuple(ckpt["input_shape"]), ckpt["num_outputs"], ckpt["spec"]
+    )
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

@@ -22,6 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toolkit.errors import ToolkitError
+from toolkit.train.optim import build_optimizer
+from toolkit.train.registry import register_task
 from toolkit.train.tasks import Task
 
 VAL_NOISE_SEED = 10_007  # fixed noise for the per-epoch validation samples: epochs are compared fairly
@@ -88,8 +90,7 @@ def load_judge(
     path: str | Path, labels: list[str], shape: tuple[int, ...], device: torch.device | str = "cpu"
 ) -> Judge:
     """Load a classifier run as judge; it must classify the data's classes at the data's image shape."""
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     path = Path(path)
     if not (path / "best.pt").is_file():
@@ -122,7 +123,7 @@ def load_judge(
 def train_judge(recipe: Any, out: Path) -> Path:
     """Train a cnn-image classifier on the GAN recipe's data (same seed, split and image size) into `out`;
     an interrupted judge is resumed and a finished one reused, so `toolkit train --resume` works."""
-    from toolkit.train import train
+    from toolkit.train.run import train
 
     if (out / "metrics.json").is_file():
         return out
@@ -184,6 +185,7 @@ def sample_metrics(
 
 
 # --------------------------------------------------------------------------------------------- task
+@register_task
 class GenerateTask(Task):
     """Alternating discriminator/generator updates; validation scores samples with the judge."""
 
@@ -211,8 +213,6 @@ class GenerateTask(Task):
         self.device = device
 
     def optimizers(self, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
-        from toolkit.train.loop import build_optimizer
-
         opts = {}
         for name in ("generator", "discriminator"):  # the generator's first: its lr is the row's `lr`
             opt = build_optimizer(self.recipe, getattr(model, name).parameters())
@@ -297,6 +297,12 @@ class GenerateTask(Task):
     def final_metrics(self, model: nn.Module, val: tuple, test: tuple) -> tuple[dict[str, float], dict]:
         return reported_metrics(model, self.judge, self.spec, self.recipe.model, self.device), {}
 
+    def evaluate_run(
+        self, run_dir: Path, ckpt: dict[str, Any], data: str | None, plots: bool
+    ) -> dict[str, Any]:
+        """No test split to score: the GAN is judged on what it generates (evaluate_gan)."""
+        return evaluate_gan(run_dir, ckpt, plots=plots)
+
 
 def reported_metrics(
     model: nn.Module, judge: Judge, spec: dict[str, Any], cfg: Any, device: torch.device | str = "cpu"
@@ -314,8 +320,7 @@ def load_gan(
 ) -> tuple[nn.Module, dict[str, Any], Any]:
     """(model, spec, recipe) of a GAN run from its best.pt; a one-line error for any other run."""
     from toolkit.recipe import recipe_from_dict
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -26,7 +26,9 @@ from toolkit.metrics import is_better
 from toolkit.recipe import Recipe
 from toolkit.train.augment import random_affine, token_dropout
 from toolkit.train.checkpoint import load_checkpoint, save_checkpoint
-from toolkit.train.tasks import Task, make_task, predict_outputs  # noqa: F401  (re-exported)
+from toolkit.train.optim import build_scheduler
+from toolkit.train.registry import make_task
+from toolkit.train.tasks import Task
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -47,33 +49,6 @@ def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 
 # --------------------------------------------------------------------------------------------- pieces
-def build_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
-    t = recipe.train
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.momentum > 0
-        )
-    if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.RMSprop(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-
-
-def build_scheduler(recipe: Recipe, opt: torch.optim.Optimizer, steps_per_epoch: int):
-    """Returns (scheduler or None, whether it steps per batch)."""
-    t = recipe.train
-    if t.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs), False
-    if t.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.step_size, gamma=t.gamma), False
-    if t.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=t.lr, epochs=t.epochs, steps_per_epoch=steps_per_epoch
-        ), True
-    return None, False
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 1) % (2**63 - 1)
 
@@ -180,7 +155,66 @@ class FitResult:
     seconds: float
 
 
-def _model_payload(recipe: Recipe, splits: Splits, model: nn.Module, epoch: int) -> dict[str, Any]:
+@dataclass
+class Selection:
+    """Early stopping and model selection: the best validation value so far (saved in last.pt)."""
+
+    key: str  # the history column compared: val_<main metric>, or train_loss without a validation split
+    mode: str  # "max" | "min"
+    min_delta: float = 0.0
+    best_value: float | None = None
+    best_loss: float = float("inf")
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def update(self, row: dict[str, float], epoch: int) -> bool:
+        """Record one epoch's row; True when it is the new best."""
+        # Ties on the metric (common for accuracy on small validation sets) go to the lower validation loss.
+        value = row[self.key]
+        tie = (
+            self.best_value is not None
+            and value == self.best_value
+            and row.get("val_loss", 0.0) < self.best_loss
+        )
+        if is_better(value, self.best_value, self.mode, self.min_delta) or tie:
+            self.best_value, self.best_loss, self.best_epoch = value, row.get("val_loss", 0.0), epoch
+            self.bad_epochs = 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def state(self) -> dict[str, Any]:
+        names = ("best_value", "best_loss", "best_epoch", "bad_epochs")
+        return {k: getattr(self, k) for k in names}
+
+
+@dataclass
+class Setup:
+    """Everything one training run works with, built once from the recipe and the data."""
+
+    recipe: Recipe
+    splits: Splits
+    device: torch.device
+    task: Task
+    model: nn.Module
+    batches: Batches
+    x_val: torch.Tensor
+    optimizers: dict[str, torch.optim.Optimizer]
+    scheduler: Any
+    per_batch: bool
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+
+    @property
+    def opt(self) -> torch.optim.Optimizer:
+        return next(iter(self.optimizers.values()))
+
+    def payload(self, epoch: int) -> dict[str, Any]:
+        return model_payload(self.recipe, self.splits, self.model, epoch)
+
+
+def model_payload(recipe: Recipe, splits: Splits, model: nn.Module, epoch: int) -> dict[str, Any]:
+    """What best.pt holds: the weights and everything needed to rebuild and describe the model."""
     return {
         "recipe": recipe.to_dict(),
         "spec": splits.spec,
@@ -208,6 +242,98 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     write_text(path, buf.getvalue())
 
 
+def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
+    """The device, task, model, batches, optimizers and schedule of a run (seeded: the same every time)."""
+    from toolkit.models import create_model
+
+    t = recipe.train
+    device = select_device(t.device)
+    task = make_task(recipe, splits.spec, run_dir)
+    task.prepare(splits, device)  # e.g. the GAN trains (or loads) the classifier that judges its samples
+    torch.manual_seed(t.seed)
+    model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec)
+    model = model.to(device)
+    batches = Batches(
+        to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
+    )
+    optimizers = task.optimizers(model)  # {"model": opt} for most tasks; the GAN has one per network
+    scheduler, per_batch = (None, False)
+    if len(optimizers) == 1:
+        scheduler, per_batch = build_scheduler(recipe, next(iter(optimizers.values())), len(batches))
+    amp_dtype = autocast_dtype(device, t.amp)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    x_val = to_device(splits.x_val, device)
+    return Setup(
+        recipe,
+        splits,
+        device,
+        task,
+        model,
+        batches,
+        x_val,
+        optimizers,
+        scheduler,
+        per_batch,
+        amp_dtype,
+        scaler,
+    )
+
+
+def _restore(s: Setup, selection: Selection, state: dict[str, Any]) -> tuple[list[dict[str, float]], int]:
+    """Continue from last.pt: weights, optimizer, schedule and selection state; (history, next epoch)."""
+    s.model.load_state_dict(state["model"])
+    for name, o in s.optimizers.items():
+        o.load_state_dict(state["optimizers"][name])
+    if s.scheduler is not None and state.get("scheduler"):
+        s.scheduler.load_state_dict(state["scheduler"])
+    if s.scaler is not None and state.get("scaler"):
+        s.scaler.load_state_dict(state["scaler"])
+    for k in ("best_value", "best_loss", "best_epoch", "bad_epochs"):
+        setattr(selection, k, state[k])
+    return state["history"], state["epoch"] + 1
+
+
+def _epoch(s: Setup, epoch: int, progress: Any) -> dict[str, float]:
+    """One epoch (seeded from the recipe's seed and the epoch number) and its history row."""
+    recipe, t = s.recipe, s.recipe.train
+    torch.manual_seed(epoch_seed(t.seed, epoch))
+    e0 = time.perf_counter()
+    kind = s.splits.spec["kind"]
+    epoch_args = dict(
+        on_batch=progress.advance if progress is not None else None,
+        token_p=recipe.data.augment.token_dropout if kind == "tokens" else 0.0,
+    )
+    if s.task.custom_epoch:  # tasks with their own step (the GAN's alternating updates)
+        losses = s.task.train_epoch(s.model, s.batches, s.optimizers, **epoch_args)
+    else:
+        augment = (recipe.data.augment.shift, recipe.data.augment.rotate) if kind == "image" else (0, 0)
+        args = (s.scheduler, s.per_batch, t.grad_clip, augment, s.amp_dtype, s.scaler)
+        losses = {"loss": train_one_epoch(s.model, s.task, s.batches, s.opt, *args, **epoch_args)}
+    lr = s.opt.param_groups[0]["lr"]
+    if s.scheduler is not None and not s.per_batch:
+        s.scheduler.step()
+    row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in losses.items()}}
+    for k, v in evaluate(s.model, s.task, s.x_val, s.splits.y_val).items():
+        row[f"val_{k}"] = v
+    row["seconds"] = time.perf_counter() - e0
+    return row
+
+
+def _save_last(s: Setup, path: Path, epoch: int, history: list, selection: Selection) -> None:
+    """last.pt: everything --resume needs to continue exactly as an uninterrupted run would."""
+    save_checkpoint(
+        path,
+        {
+            **s.payload(epoch),
+            "optimizers": {name: o.state_dict() for name, o in s.optimizers.items()},
+            "scheduler": s.scheduler.state_dict() if s.scheduler is not None else None,
+            "scaler": s.scaler.state_dict() if s.scaler is not None else None,
+            "history": history,
+            **selection.state(),
+        },
+    )
+
+
 def fit(
     recipe: Recipe,
     splits: Splits,
@@ -223,114 +349,28 @@ def fit(
     KeyboardInterrupt from one behaves like Ctrl-C (last.pt is already written, so --resume continues).
     """
     t = recipe.train
-    device = select_device(t.device)
-    task = make_task(recipe, splits.spec, run_dir)
-    from toolkit.models import create_model
-
-    task.prepare(splits, device)  # e.g. the GAN trains (or loads) the classifier that judges its samples
-    torch.manual_seed(t.seed)
-    model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec).to(
-        device
-    )
-    train_batches = Batches(
-        to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
-    )
-    x_val = to_device(splits.x_val, device)
-    optimizers = task.optimizers(model)  # {"model": opt} for most tasks; the GAN has one per network
-    opt = next(iter(optimizers.values()))
-    scheduler, per_batch = (
-        build_scheduler(recipe, opt, len(train_batches)) if len(optimizers) == 1 else (None, False)
-    )
-    amp_dtype = autocast_dtype(device, t.amp)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    augment = (
-        (recipe.data.augment.shift, recipe.data.augment.rotate) if splits.spec["kind"] == "image" else (0, 0)
-    )
+    s = set_up(recipe, splits, run_dir)
     has_val = len(splits.x_val) > 0
-    val_key = f"val_{task.main_metric}" if has_val else "train_loss"
-    mode = task.mode if has_val else "min"
-
+    key = f"val_{s.task.main_metric}" if has_val else "train_loss"
+    selection = Selection(key, s.task.mode if has_val else "min", t.min_delta)
     history: list[dict[str, float]] = []
-    start_epoch, best_value, best_loss, best_epoch, bad_epochs = 0, None, float("inf"), -1, 0
+    start_epoch = 0
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.is_file():
-        state = load_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        for name, o in optimizers.items():
-            o.load_state_dict(state["optimizers"][name])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        history = state["history"]
-        start_epoch, best_value, best_loss, best_epoch, bad_epochs = (
-            state["epoch"] + 1,
-            state["best_value"],
-            state["best_loss"],
-            state["best_epoch"],
-            state["bad_epochs"],
-        )
-    stopped_early = bool(resume and start_epoch > 0 and t.patience and bad_epochs >= t.patience)
+        history, start_epoch = _restore(s, selection, load_checkpoint(last_path))
+    stopped = bool(resume and start_epoch > 0 and t.patience and selection.bad_epochs >= t.patience)
     t0 = time.perf_counter()
     if progress is not None:
-        progress.start(t.epochs, start_epoch, len(train_batches))
+        progress.start(t.epochs, start_epoch, len(s.batches))
     for epoch in range(start_epoch, t.epochs):
-        if stopped_early:
+        if stopped:
             break
-        torch.manual_seed(epoch_seed(t.seed, epoch))
-        e0 = time.perf_counter()
-        epoch_args = dict(
-            on_batch=progress.advance if progress is not None else None,
-            token_p=recipe.data.augment.token_dropout if splits.spec["kind"] == "tokens" else 0.0,
-        )
-        if task.custom_epoch:  # tasks with their own step (the GAN's alternating updates)
-            losses = task.train_epoch(model, train_batches, optimizers, **epoch_args)
-        else:
-            losses = {
-                "loss": train_one_epoch(
-                    model,
-                    task,
-                    train_batches,
-                    opt,
-                    scheduler,
-                    per_batch,
-                    t.grad_clip,
-                    augment,
-                    amp_dtype,
-                    scaler,
-                    **epoch_args,
-                )
-            }
-        lr = opt.param_groups[0]["lr"]
-        if scheduler is not None and not per_batch:
-            scheduler.step()
-        row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in losses.items()}}
-        for k, v in evaluate(model, task, x_val, splits.y_val).items():
-            row[f"val_{k}"] = v
-        row["seconds"] = time.perf_counter() - e0
+        row = _epoch(s, epoch, progress)
         history.append(row)
-        # Ties on the metric (common for accuracy on small validation sets) go to the lower validation loss.
-        tie = best_value is not None and row[val_key] == best_value and row.get("val_loss", 0.0) < best_loss
-        if is_better(row[val_key], best_value, mode, t.min_delta) or tie:
-            best_value, best_loss, best_epoch, bad_epochs = row[val_key], row.get("val_loss", 0.0), epoch, 0
-            save_checkpoint(best_path, _model_payload(recipe, splits, model, epoch))
-        else:
-            bad_epochs += 1
-        stopped_early = bool(t.patience and bad_epochs >= t.patience)
-        save_checkpoint(
-            last_path,
-            {
-                **_model_payload(recipe, splits, model, epoch),
-                "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "history": history,
-                "best_value": best_value,
-                "best_loss": best_loss,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-            },
-        )
+        if selection.update(row, epoch):
+            save_checkpoint(best_path, s.payload(epoch))
+        stopped = bool(t.patience and selection.bad_epochs >= t.patience)
+        _save_last(s, last_path, epoch, history, selection)
         _write_history(run_dir / "metrics.csv", history)
         if progress is not None:
             progress.update(epoch + 1, row)
@@ -340,26 +380,11 @@ def fit(
     # Final test metrics from the best checkpoint. A task may settle more on the validation split first (the
     # anomaly threshold); what it settles is recorded in the best checkpoint's spec, for eval and export.
     best = load_checkpoint(best_path)
-    model.load_state_dict(best["model"])
-    test, spec_updates = task.final_metrics(
-        model, (x_val, splits.y_val), (to_device(splits.x_test, device), splits.y_test)
-    )
+    s.model.load_state_dict(best["model"])
+    x_test = to_device(splits.x_test, s.device)
+    test, spec_updates = s.task.final_metrics(s.model, (s.x_val, splits.y_val), (x_test, splits.y_test))
     if spec_updates:
         splits.spec.update(spec_updates)
         save_checkpoint(best_path, {**best, "spec": splits.spec})
-    return FitResult(
-        run_dir, history, best_epoch + 1, stopped_early, test, str(device), time.perf_counter() - t0
-    )
-
-
-def load_model(ckpt: dict[str, Any]) -> nn.Module:
-    """Rebuild the model saved in a checkpoint (CPU, eval mode)."""
-    from toolkit.models import create_model
-    from toolkit.recipe import recipe_from_dict
-
-    recipe = recipe_from_dict(ckpt["recipe"])
-    model = create_model(
-        recipe.arch, recipe.model, tuple(ckpt["input_shape"]), ckpt["num_outputs"], ckpt["spec"]
-    )
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
+    seconds = time.perf_counter() - t0
+    return FitResult(run_dir, history, selection.best_epoch + 1, stopped, test, str(s.device), seconds)

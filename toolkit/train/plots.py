@@ -9,7 +9,8 @@ import numpy as np
 from toolkit.io import atomic_path
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def _plt():
 
 def plot_curves(history: list[dict[str, float]], main_metric: str, path: Path) -> None:
     """Train/validation loss and the validation main metric per epoch."""
-    plt = _plt()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for key in [k for k in history[0] if k.startswith("train_")]:  # train_loss, or the GAN's two losses
@@ -46,7 +47,7 @@ def plot_curves(history: list[dict[str, float]], main_metric: str, path: Path) -
 def plot_confusion(
     cm: np.ndarray, labels: list[str], path: Path, title: str = "confusion matrix (test)"
 ) -> None:
-    plt = _plt()
+    plt = pyplot()
     n = len(labels)
     size = max(4.0, 0.5 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -74,7 +75,7 @@ def plot_confusion(
 def plot_forecast(spec: dict, splits, x: np.ndarray, y: np.ndarray, pred: np.ndarray, path: Path) -> None:
     """The series around the test windows, the first forecast step of every window and, for the run's own
     test split, the persistence and autoregressive baselines on the same windows."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4))
     if splits is not None:
         values, times, starts = splits.extra["values"], splits.extra["times"], splits.extra["test_starts"]
@@ -103,7 +104,7 @@ def plot_forecast(spec: dict, splits, x: np.ndarray, y: np.ndarray, pred: np.nda
 
 def plot_samples(images: np.ndarray, labels: list[str], path: Path, title: str = "generated samples") -> None:
     """A grid of generated images in [0, 1], (K * n, C, H, W) grouped by class: one row per class."""
-    plt = _plt()
+    plt = pyplot()
     k = len(labels)
     n, (c, h, w) = len(images) // k, images.shape[1:]
     grid = np.ones((k * (h + 1) - 1, n * (w + 1) - 1, c), dtype=np.float32)  # 1-pixel white gutters

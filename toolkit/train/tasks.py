@@ -1,10 +1,11 @@
-"""What differs by task, behind one small interface: loss, targets, outputs -> predictions, metrics.
-
-Later tasks (forecast, reconstruct, generate) add a class here and an entry in TASKS.
+"""What differs by task, behind one small interface: loss, targets, outputs -> predictions, metrics, and
+what `toolkit eval` reports. The supervised tasks live here (classify, regress, forecast); reconstruct is in
+toolkit.train.anomaly and generate in toolkit.train.gan. Each registers itself (toolkit.train.registry).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from toolkit.metrics import MAIN_METRIC, classification_metrics, forecast_metrics, regression_metrics, softmax
+from toolkit.train.optim import build_optimizer
+from toolkit.train.registry import register_task
 
 # Losses that compare outputs with real-valued targets (regression, forecasting, reconstruction).
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
@@ -49,8 +52,6 @@ class Task:
         """Called once before training (after the data is loaded)."""
 
     def optimizers(self, model: torch.nn.Module) -> dict[str, torch.optim.Optimizer]:
-        from toolkit.train.loop import build_optimizer
-
         return {"model": build_optimizer(self.recipe, model.parameters())}
 
     def targets(self, y: np.ndarray) -> torch.Tensor:
@@ -83,7 +84,49 @@ class Task:
         metrics.pop("loss", None)
         return metrics, {}
 
+    def evaluate_run(
+        self, run_dir: Path, ckpt: dict[str, Any], data: str | None, plots: bool
+    ) -> dict[str, Any]:
+        """`toolkit eval`: the checkpoint's metrics on the test split (with `data`: on all of that source,
+        preprocessed with the run's recorded statistics), plus what report() adds for the task."""
+        from toolkit.data import load_splits, prepare_eval
+        from toolkit.models import model_entry
+        from toolkit.train.checkpoint import load_model
 
+        rec, spec = self.recipe, self.spec
+        kind = model_entry(rec.arch).input_kind(rec.task, rec.model)
+        splits = None
+        if data is None:
+            splits = load_splits(rec.data, rec.task, kind, rec.train.seed, spec=spec)
+            x, y, source = splits.x_test, splits.y_test, f"{rec.data.source} (test split)"
+        else:
+            x, y = prepare_eval(data, spec, rec.data, rec.task, kind)
+            source = data
+        outputs = predict_outputs(load_model(ckpt), torch.as_tensor(x))
+        result: dict[str, Any] = {
+            "source": source,
+            "samples": int(len(x)),
+            "metrics": self.metrics(y, outputs, x),
+        }
+        result.update(self.report(run_dir, splits, x, y, outputs, result["metrics"], plots))
+        return result
+
+    def report(
+        self,
+        run_dir: Path,
+        splits: Any,
+        x: np.ndarray,
+        y: np.ndarray,
+        outputs: np.ndarray,
+        metrics: dict[str, float],
+        plots: bool,
+    ) -> dict[str, Any]:
+        """What `toolkit eval` adds beyond the metrics (a confusion matrix, plots); may add to `metrics`.
+        `splits` is None when the run is scored on other data."""
+        return {}
+
+
+@register_task
 class Classify(Task):
     name = "classify"
     target_dtype = torch.int64
@@ -104,7 +147,21 @@ class Classify(Task):
     ) -> dict[str, float]:
         return classification_metrics(y_true, outputs.argmax(axis=1), outputs.shape[1])
 
+    def report(self, run_dir, splits, x, y, outputs, metrics, plots) -> dict[str, Any]:
+        """The confusion matrix (confusion.png with plots)."""
+        from toolkit.metrics import confusion_matrix
+        from toolkit.train.plots import plot_confusion
 
+        labels = self.spec["labels"]
+        cm = confusion_matrix(y, np.argmax(outputs, axis=1), len(labels))
+        result: dict[str, Any] = {"labels": labels, "confusion": cm.tolist()}
+        if plots:
+            plot_confusion(cm, labels, run_dir / "confusion.png")
+            result["plot"] = str(run_dir / "confusion.png")
+        return result
+
+
+@register_task
 class Regress(Task):
     name = "regress"
 
@@ -128,6 +185,7 @@ class Regress(Task):
         return regression_metrics(y_true, self.predictions(outputs))
 
 
+@register_task
 class Forecast(Regress):
     """Like regression on (B, horizon) targets in series units; metrics are mae, rmse and mape."""
 
@@ -138,17 +196,26 @@ class Forecast(Regress):
     ) -> dict[str, float]:
         return forecast_metrics(y_true, self.predictions(outputs))
 
+    def report(self, run_dir, splits, x, y, outputs, metrics, plots) -> dict[str, Any]:
+        """The baselines' test MAE (on the test split) and forecast.png: the test series, the forecasts and
+        the baselines."""
+        result: dict[str, Any] = {}
+        if splits is not None:
+            metrics.update(baseline_metrics(splits, metrics))
+        if plots:
+            from toolkit.train.plots import plot_forecast
 
-TASKS: dict[str, type[Task]] = {"classify": Classify, "regress": Regress, "forecast": Forecast}
+            plot_forecast(self.spec, splits, x, y, self.predictions(outputs), run_dir / "forecast.png")
+            result["plot"] = str(run_dir / "forecast.png")
+        return result
 
 
-def make_task(recipe: Any, spec: dict[str, Any], run_dir: Any = None) -> Task:
-    if recipe.task == "reconstruct":
-        from toolkit.train.anomaly import Reconstruct
-
-        return Reconstruct(recipe, spec, run_dir)
-    if recipe.task == "generate":
-        from toolkit.train.gan import GenerateTask
-
-        return GenerateTask(recipe, spec, run_dir)
-    return TASKS[recipe.task](recipe, spec, run_dir)
+def baseline_metrics(splits: Any, metrics: dict[str, Any]) -> dict[str, float]:
+    """Forecasting: the test MAE of each baseline on the same windows (naive_mae, ar_mae) and the network's
+    MAE relative to persistence (mae_vs_naive < 1 means it beats persistence); empty for other tasks."""
+    out: dict[str, float] = {}
+    for name, pred in splits.extra.get("baselines", {}).items():
+        out[f"{name}_mae"] = float(np.mean(np.abs(pred - splits.y_test)))
+    if "naive_mae" in out and "mae" in metrics and out["naive_mae"] > 0:
+        out["mae_vs_naive"] = metrics["mae"] / out["naive_mae"]
+    return out

@@ -91,9 +91,9 @@ def _save(ax: Any, path: Path) -> None:
 
 def plot_history(study: Any, path: Path, metric: str = "value") -> bool:
     """The metric of every completed trial and the best so far (Optuna's optimization history)."""
-    from toolkit.train.plots import _plt
+    from toolkit.train.plots import pyplot
 
-    _plt()
+    pyplot()
     import optuna
     from optuna.visualization.matplotlib import plot_optimization_history
 
@@ -108,9 +108,9 @@ def plot_history(study: Any, path: Path, metric: str = "value") -> bool:
 
 def plot_importance(study: Any, path: Path, metric: str = "value") -> bool:
     """How much each searched key explains the metric (PED-ANOVA over completed trials); needs a few."""
-    from toolkit.train.plots import _plt
+    from toolkit.train.plots import pyplot
 
-    _plt()
+    pyplot()
     import optuna
     from optuna.visualization.matplotlib import plot_param_importances
 

@@ -1,0 +1,111 @@
+"""The package's shape, read from its source with ast: no import cycles (imports inside functions count)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import toolkit
+
+ROOT = Path(toolkit.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package (a package is its __init__.py)."""
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _owner(name: str) -> str | None:
+    """The module a dotted name lives in: itself, or the nearest enclosing module."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imports(module: str) -> list[tuple[str, str, int]]:
+    """(imported module, imported name or "", line) for every import of toolkit in a module, wherever it
+    stands (top level, functions, conditionals). `from a import b` names module a.b when b is a module."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(_owner(a.name), "", node.lineno) for a in node.names if a.name.startswith("toolkit")]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            if base.split(".")[0] != "toolkit":
+                continue
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.append((full if full in MODULES else _owner(base), alias.name, node.lineno))
+    return [(m, name, line) for m, name, line in found if m and m != module]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_inside_toolkit():
+    graph = {m: {target for target, _, _ in _imports(m)} for m in MODULES}
+    cycles = _cycles(graph)
+    detail = []
+    for cycle in cycles:
+        members = set(cycle)
+        edges = [f"{m} -> {t} (line {line})" for m in cycle for t, _, line in _imports(m) if t in members]
+        detail.append("; ".join(edges))
+    assert not cycles, "import cycles: " + " | ".join(detail)
