@@ -165,6 +165,9 @@ def test_regression_reports_in_target_units(tmp_path, loss):
     assert m["rmse"] == pytest.approx(m["mse"] ** 0.5)
     assert 20 < m["mae"] < 150  # diabetes targets span 25..346: errors are in those units, not standardized
     assert m["r2"] > 0.0
+    # the main metric is the one quantize gates on and validate reports first (toolkit.metrics.TASK_METRICS)
+    assert m["main_metric"] == "rmse"
+    assert "val_rmse" in (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0]
 
 
 def test_eval_recomputes_the_training_metrics(tmp_path):

@@ -1,17 +1,34 @@
-"""Metrics on numpy arrays, shared by training, eval, validate and quantize (no torch)."""
+"""Metrics on numpy arrays, and the one table of what each task is scored on (no torch).
+
+TASK_METRICS is read by training (early stopping, model selection, metrics.json), tuning, validate (the
+test metrics recomputed from the graph's outputs) and quantize (the accuracy gate): one main metric per
+task, one function from outputs to metrics. Regression's main metric is rmse: in the target's units like
+forecasting's mae, and what quantize always gated on (mse picks the same epochs, and its relative drop is
+twice rmse's, so the same budget would have meant two different things).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
-# The main metric of each task and whether larger is better: early stopping and model selection use it.
-MAIN_METRIC: dict[str, tuple[str, str]] = {
-    "classify": ("accuracy", "max"),
-    "regress": ("mse", "min"),
-    "forecast": ("mae", "min"),
-    "reconstruct": ("recon_mse", "min"),
-    "generate": ("class_agreement", "max"),
-}
+# Error metrics: lower is better, in the data's units (validate compares them relatively).
+ERROR_METRICS = frozenset({"mse", "rmse", "mae", "mape", "recon_mse"})
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """What one task is scored on."""
+
+    main: str  # early stopping, model selection, tuning and the quantization gate follow it
+    direction: str  # "max" or "min"
+    # (graph outputs by name, targets, model metadata) -> test metrics; None: nothing labelled to score
+    score: Callable[[Outputs, np.ndarray, dict[str, Any]], dict[str, float]] | None
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -128,3 +145,52 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     candidates = np.r_[s[0] - 1.0, (s[1:] + s[:-1]) / 2] if len(s) > 1 else s - 1.0
     f1 = [binary_metrics(y_true, scores > t)["f1"] for t in candidates]
     return float(candidates[int(np.argmax(f1))])
+
+
+# --------------------------------------------------------------------------------------------- by task
+def _classify(out: Outputs, y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    logits = out[
+        "logits"
+    ]  # (N, classes): the raw outputs in training, the graph's logits output after export
+    return classification_metrics(y, logits.argmax(axis=1), logits.shape[1])
+
+
+def _regress(out: Outputs, y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    return regression_metrics(y, out["prediction"])  # both in the target's units
+
+
+def _forecast(out: Outputs, y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    return forecast_metrics(y, out["forecast"])  # (N, horizon) in the series' units
+
+
+def _reconstruct(out: Outputs, y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
+    """recon_mse over the normal samples; with both kinds labelled, detection quality (roc_auc, average
+    precision) and, at the recorded threshold (meta thresholds.score.value), precision, recall and F1."""
+    scores = out["score"].astype(np.float64)  # (N,) mean squared reconstruction error per sample
+    normal = y == 0
+    got = {"recon_mse": float(scores[normal].mean()) if normal.any() else float(scores.mean())}
+    if normal.any() and (~normal).any():
+        got["roc_auc"] = roc_auc(y, scores)
+        got["average_precision"] = average_precision(y, scores)
+        threshold = ((meta.get("thresholds") or {}).get("score") or {}).get("value")
+        if threshold is not None:
+            got.update(binary_metrics(y, scores > threshold))
+    return got
+
+
+TASK_METRICS: dict[str, TaskMetrics] = {
+    "classify": TaskMetrics("accuracy", "max", _classify),
+    "regress": TaskMetrics("rmse", "min", _regress),
+    "forecast": TaskMetrics("mae", "min", _forecast),
+    "reconstruct": TaskMetrics("recon_mse", "min", _reconstruct),
+    "generate": TaskMetrics("class_agreement", "max", None),  # judged samples (toolkit.train.gan)
+}
+# The main metric of each task and whether larger is better, as (name, "max"|"min").
+MAIN_METRIC: dict[str, tuple[str, str]] = {task: (m.main, m.direction) for task, m in TASK_METRICS.items()}
+
+
+def direction_of(name: str) -> str:
+    """ "min" for losses and error metrics (also a baseline's, such as naive_mae), else "max"."""
+    name = name.removeprefix("val_").removeprefix("train_")
+    lower = name == "loss" or name in ERROR_METRICS or name.endswith(("mse", "mae", "loss", "error"))
+    return "min" if lower else "max"

@@ -53,7 +53,6 @@ MODES = ("auto", "static", "dynamic", "fp16")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 DEFAULT_MAX_DROP = 0.01  # absolute for accuracy-like metrics, relative for error metrics
 DEFAULT_SAMPLES = 256  # calibration rows from the train split (recipe key quantize.calibration_samples)
-ERROR_METRICS = frozenset({"mse", "rmse", "mae", "mape", "recon_mse"})
 BATCHES = (1, 64)
 EVAL_BATCH = 64
 # "Faster" means: never slower (speed-up >= 1 at every batch size, paired per round) and at least MIN_SPEEDUP
@@ -123,38 +122,28 @@ class Candidate:
 
 # --------------------------------------------------------------------------------------------- metrics
 def main_metric(meta: dict[str, Any], y: np.ndarray | None) -> tuple[str, str]:
-    """(metric name, "max"|"min") that gates quantization for this model."""
+    """(metric name, "max"|"min") that gates quantization for this model: the task's main metric
+    (toolkit.metrics.TASK_METRICS), except where the fp32 model is the better yardstick: an anomaly detector
+    whose validation split has both kinds is gated on detection quality (roc_auc), and a generator on
+    `fidelity` to the fp32 generator's images (its own metric needs the judge, a PyTorch model)."""
+    from toolkit.metrics import TASK_METRICS
+
     task = meta["task"]
-    if task == "classify":
-        return "accuracy", "max"
-    if task == "regress":
-        return "rmse", "min"
-    if task == "forecast":
-        return "mae", "min"
-    if task == "reconstruct":  # detection quality when the validation split has both kinds, else error
-        if y is not None and (y == 0).any() and (y == 1).any():
-            return "roc_auc", "max"
-        return "recon_mse", "min"
-    return "fidelity", "max"  # generate: 1 - mean |pixel difference| to the fp32 generator's images
+    if task == "reconstruct" and y is not None and (y == 0).any() and (y == 1).any():
+        return "roc_auc", "max"
+    if task == "generate" or TASK_METRICS[task].score is None:
+        return "fidelity", "max"  # 1 - mean |pixel difference| to the fp32 generator's images
+    return TASK_METRICS[task].main, TASK_METRICS[task].direction
 
 
 def score(meta: dict[str, Any], name: str, out: dict[str, np.ndarray], y: Any, ref: Any) -> float:
     """The gate metric of one model's outputs on the validation rows."""
-    from toolkit import metrics
+    from toolkit.metrics import TASK_METRICS
 
-    if name == "accuracy":
-        return float((out["logits"].argmax(axis=1) == y).mean())
-    if name == "rmse":
-        return float(np.sqrt(np.mean((out["prediction"].astype(np.float64) - y) ** 2)))
-    if name == "mae":
-        return float(np.mean(np.abs(out["forecast"].astype(np.float64) - y)))
-    if name == "roc_auc":
-        return float(metrics.roc_auc(y, out["score"].astype(np.float64)))
-    if name == "recon_mse":
-        s = out["score"].astype(np.float64)
-        return float(s[y == 0].mean()) if y is not None and (y == 0).any() else float(s.mean())
-    first = next(iter(out))
-    return float(1.0 - np.mean(np.abs(out[first].astype(np.float64) - ref[first])))
+    if name == "fidelity":
+        first = next(iter(out))
+        return float(1.0 - np.mean(np.abs(out[first].astype(np.float64) - ref[first])))
+    return float(TASK_METRICS[meta["task"]].score(out, y, meta)[name])
 
 
 def drop_of(name: str, direction: str, base: float, value: float) -> float:

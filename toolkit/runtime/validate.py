@@ -6,8 +6,9 @@ The checks, in order (each passes, fails or is skipped with a reason; any failur
   same document; signature: the graph's inputs and outputs are the ones the metadata declares.
 - per available execution provider: load; run (the test split through the model in batches of BATCH:
   outputs finite, shapes as declared); batch sizes (the first rows at batch sizes 1, 3 and 17 give the
-  same outputs: the batch axis is really dynamic); metrics (the task's test metrics, computed with
-  toolkit.metrics, equal the ones recorded at training time within METRIC_TOLERANCE).
+  same outputs: the batch axis is really dynamic); metrics (the task's test metrics, computed from the
+  outputs by toolkit.metrics.TASK_METRICS as training computed them, equal the recorded ones within
+  ACCURACY_ATOL or ERROR_RTOL).
 - with a run directory: checkpoint (its best.pt is the one exported) and parity (the PyTorch checkpoint
   gives the same outputs on the test split; skipped with a note when torch is not installed).
 
@@ -26,7 +27,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError
+from toolkit.metrics import ERROR_METRICS, TASK_METRICS
 from toolkit.runtime import schema
 from toolkit.runtime.model import OnnxModel, available_providers, read_metadata
 from toolkit.runtime.providers import CPU, resolve, warn
@@ -42,7 +44,6 @@ from toolkit.runtime.providers import CPU, resolve, warn
 # (in the data's units) within a relative 1e-3.
 ACCURACY_ATOL = 1e-3
 ERROR_RTOL = 1e-3
-ERROR_METRICS = frozenset({"mse", "rmse", "mae", "mape", "recon_mse"})
 # Outputs compared across batch sizes and with PyTorch: the export's parity tolerance.
 ATOL, RTOL = 1e-4, 1e-3
 QUANT_BATCH_ATOL = 0.05  # quantized variants across batch sizes: 5% of the output's largest magnitude
@@ -63,50 +64,6 @@ class Inputs:
 
 
 # --------------------------------------------------------------------------------------------- metrics
-def _classify(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
-    from toolkit.metrics import classification_metrics
-
-    logits = out["logits"]  # (N, classes)
-    return classification_metrics(y, logits.argmax(axis=1), logits.shape[1])
-
-
-def _regress(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
-    from toolkit.metrics import regression_metrics
-
-    return regression_metrics(y, out["prediction"])  # both in the target's units
-
-
-def _forecast(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
-    from toolkit.metrics import forecast_metrics
-
-    return forecast_metrics(y, out["forecast"])  # (N, horizon) in the series' units
-
-
-def _reconstruct(out: dict[str, np.ndarray], y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
-    """As toolkit.train.anomaly.Reconstruct.metrics computes them, from the graph's `score` output."""
-    from toolkit.metrics import average_precision, binary_metrics, roc_auc
-
-    scores = out["score"].astype(np.float64)  # (N,)
-    normal = y == 0
-    got = {"recon_mse": float(scores[normal].mean()) if normal.any() else float(scores.mean())}
-    if normal.any() and (~normal).any():
-        got["roc_auc"] = roc_auc(y, scores)
-        got["average_precision"] = average_precision(y, scores)
-        threshold = schema.dig(meta, "thresholds", "score", "value")
-        if threshold is not None:
-            got.update(binary_metrics(y, scores > threshold))
-    return got
-
-
-# One entry per task: (outputs by name, targets, metadata) -> the test metrics training recorded.
-TASK_METRICS: dict[str, Callable[[dict[str, np.ndarray], np.ndarray, dict[str, Any]], dict[str, float]]] = {
-    "classify": _classify,
-    "regress": _regress,
-    "forecast": _forecast,
-    "reconstruct": _reconstruct,
-}
-
-
 def compare_metrics(
     got: dict[str, float], expected: dict[str, Any] | None, slack: float = 0.0
 ) -> dict[str, dict[str, Any]]:
@@ -516,7 +473,7 @@ def _check_batch_sizes(
 def _check_metrics(
     meta: dict[str, Any], inputs: Inputs, outputs: dict[str, np.ndarray], checks: Checks, provider: str
 ) -> dict[str, Any]:
-    fn = TASK_METRICS.get(meta["task"])
+    fn = TASK_METRICS[meta["task"]].score if meta["task"] in TASK_METRICS else None
     if fn is None or inputs.y is None:
         checks.add("metrics", "skip", f"the {meta['task']} task has no test metrics to reproduce", provider)
         return {}

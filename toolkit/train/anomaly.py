@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolkit.metrics import average_precision, best_f1_threshold, binary_metrics, roc_auc
+from toolkit.metrics import TASK_METRICS, best_f1_threshold
 from toolkit.train.registry import register_task
 from toolkit.train.tasks import REGRESSION_LOSSES, Task, predict_outputs
 
@@ -44,15 +44,9 @@ class Reconstruct(Task):
     def metrics(
         self, y_true: np.ndarray, outputs: np.ndarray, x: np.ndarray | None = None
     ) -> dict[str, float]:
-        scores = anomaly_scores(x, outputs)
-        normal = y_true == 0
-        out = {"recon_mse": float(scores[normal].mean()) if normal.any() else float(scores.mean())}
-        if normal.any() and (~normal).any():
-            out["roc_auc"] = roc_auc(y_true, scores)
-            out["average_precision"] = average_precision(y_true, scores)
-            if "threshold" in self.spec:
-                out.update(binary_metrics(y_true, scores > self.spec["threshold"]))
-        return out
+        threshold = {"score": {"value": self.spec["threshold"]}} if "threshold" in self.spec else {}
+        scores = anomaly_scores(x, outputs)  # what the exported graph's `score` output computes
+        return TASK_METRICS["reconstruct"].score({"score": scores}, y_true, {"thresholds": threshold})
 
     def choose_threshold(self, y_val: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
         cfg = self.recipe.model

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from toolkit.metrics import MAIN_METRIC, classification_metrics, forecast_metrics, regression_metrics, softmax
+from toolkit.metrics import MAIN_METRIC, TASK_METRICS, softmax
 from toolkit.train.optim import build_optimizer
 from toolkit.train.registry import register_task
 
@@ -145,7 +145,7 @@ class Classify(Task):
     def metrics(
         self, y_true: np.ndarray, outputs: np.ndarray, x: np.ndarray | None = None
     ) -> dict[str, float]:
-        return classification_metrics(y_true, outputs.argmax(axis=1), outputs.shape[1])
+        return TASK_METRICS["classify"].score({"logits": outputs}, y_true, {})
 
     def report(self, run_dir, splits, x, y, outputs, metrics, plots) -> dict[str, Any]:
         """The confusion matrix (confusion.png with plots)."""
@@ -182,7 +182,7 @@ class Regress(Task):
     def metrics(
         self, y_true: np.ndarray, outputs: np.ndarray, x: np.ndarray | None = None
     ) -> dict[str, float]:
-        return regression_metrics(y_true, self.predictions(outputs))
+        return TASK_METRICS["regress"].score({"prediction": self.predictions(outputs)}, y_true, {})
 
 
 @register_task
@@ -194,7 +194,7 @@ class Forecast(Regress):
     def metrics(
         self, y_true: np.ndarray, outputs: np.ndarray, x: np.ndarray | None = None
     ) -> dict[str, float]:
-        return forecast_metrics(y_true, self.predictions(outputs))
+        return TASK_METRICS["forecast"].score({"forecast": self.predictions(outputs)}, y_true, {})
 
     def report(self, run_dir, splits, x, y, outputs, metrics, plots) -> dict[str, Any]:
         """The baselines' test MAE (on the test split) and forecast.png: the test series, the forecasts and

@@ -141,7 +141,7 @@ def prepare(
     out: str | Path | None = None,
 ) -> Search:
     """Resolve and check every argument (nothing is written when one is wrong)."""
-    from toolkit.metrics import MAIN_METRIC
+    from toolkit.metrics import MAIN_METRIC, direction_of
     from toolkit.train import resolve_recipe
 
     given = recipe.search if isinstance(recipe, Recipe) else {}
@@ -164,8 +164,7 @@ def prepare(
     main, mode = MAIN_METRIC[rec.task]
     name = (metric or main).removeprefix("val_")
     if direction is None:
-        lower = name == "loss" or name.endswith(("mse", "mae", "rmse", "loss", "error"))
-        direction = mode if name == main else ("min" if lower else "max")
+        direction = mode if name == main else direction_of(name)
     if direction not in ("max", "min", "maximize", "minimize"):
         raise ToolkitError(f"--direction must be max or min (got {direction!r})")
     out = Path(out) if out is not None else Path("runs") / f"tune-{rec.name}"
