@@ -400,7 +400,7 @@ def serve_step(model: Path, seconds: float) -> dict:
     import onnxruntime as ort
     import tritonclient.http as httpclient
 
-    from toolkit.runtime.bench import synthetic_feeds
+    from toolkit.runtime.evalset import synthetic_feeds
     from toolkit.runtime.model import read_metadata
 
     port, grpc_port = free_port(), free_port()

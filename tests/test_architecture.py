@@ -1,4 +1,5 @@
-"""The package's shape, read from its source with ast: no import cycles (imports inside functions count)."""
+"""The package's shape, read from its source with ast: no import cycles (imports inside functions count), no
+private names imported across modules."""
 
 from __future__ import annotations
 
@@ -109,3 +110,14 @@ def test_no_import_cycles_inside_toolkit():
         edges = [f"{m} -> {t} (line {line})" for m in cycle for t, _, line in _imports(m) if t in members]
         detail.append("; ".join(edges))
     assert not cycles, "import cycles: " + " | ".join(detail)
+
+
+def test_no_module_imports_another_modules_private_names():
+    """`from toolkit.x import _name` across modules: a private name has one user, its own module."""
+    found = [
+        f"{m} imports {name} from {target} (line {line})"
+        for m in MODULES
+        for target, name, line in _imports(m)
+        if name.startswith("_") and not name.startswith("__") and f"{target}.{name}" not in MODULES
+    ]
+    assert not found, "; ".join(found)

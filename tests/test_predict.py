@@ -122,7 +122,7 @@ def _test_files(run: Path) -> list[str]:
 
 # --------------------------------------------------------------------------------------------- equality
 def test_predict_on_image_files_equals_model_on_test_split(image_run):
-    from toolkit.runtime.validate import evaluation_inputs
+    from toolkit.runtime.evalset import evaluation_inputs
 
     model = OnnxModel(image_run / "model.onnx")
     inputs = evaluation_inputs(model.meta)  # the test split, preprocessed by the training pipeline

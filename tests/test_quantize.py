@@ -106,7 +106,7 @@ def test_static_is_qdq_per_channel_and_carries_its_recipe(cli, cnn, tmp_path):
     assert set(q["speedup"]) == {"batch_1", "batch_64"}
     assert json.loads((tmp_path / "model.int8.json").read_text()) == meta
     # the quantized model runs and agrees with fp32 on the test split
-    from toolkit.runtime.validate import evaluation_inputs
+    from toolkit.runtime.evalset import evaluation_inputs
 
     feeds = evaluation_inputs(meta).feeds
     a = OnnxModel(model).run_batches(feeds)["logits"].argmax(1)

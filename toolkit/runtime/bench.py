@@ -12,8 +12,8 @@ slice medians is taken per round and the median of those ratios reported. A burs
 tenant of a shared machine (which moved single timings here by 2x within minutes) then cancels out instead
 of landing on whichever contender happened to run.
 
-Inputs are synthetic but shaped by the metadata: normal values for float inputs, token ids drawn from the
-vocabulary (texts of SEQUENCE_LENGTH tokens), vocabulary words for string inputs, class indices for labels.
+Inputs are synthetic but shaped by the metadata (toolkit.runtime.evalset.synthetic_feeds): normal values,
+token ids or words from the vocabulary, class indices for labels.
 This module never imports torch; the PyTorch contender lives in toolkit.eager, imported by the worker only.
 """
 
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError
+from toolkit.runtime.evalset import synthetic_feeds
 
 BATCHES = (1, 8, 64)
-SEQUENCE_LENGTH = 32  # tokens per synthetic text (capped at the tokenizer's max_length)
 WARMUP_SECONDS = 0.3
 SLICE_SECONDS = 0.15  # one contender's turn in a round
 ROUNDS = 7
@@ -44,38 +44,7 @@ ROUNDS = 7
 # and would take CPU from the next one (measured: up to 2x on 2 cores). Contender processes are also
 # stopped outright while another one runs (_only).
 SETTLE_SECONDS = 0.1
-SEED = 0
 REPORT_SCHEMA = "toolkit.bench/1"
-
-
-# --------------------------------------------------------------------------------------------- inputs
-def synthetic_feeds(meta: dict[str, Any], batch: int, seed: int = SEED) -> dict[str, np.ndarray]:
-    """A batch of inputs for every input the metadata declares, deterministic for a seed."""
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for port in meta["inputs"]:
-        pre = port.get("preprocessing") or {}
-        tok = pre.get("tokenizer") if pre.get("type") == "tokenize" else None
-        if tok is None and meta.get("role") == "text":  # raw strings: the token model's vocabulary
-            tok = (meta["inputs"][0].get("preprocessing") or {}).get("tokenizer")
-        length = min(SEQUENCE_LENGTH, int(tok["max_length"])) if tok else SEQUENCE_LENGTH
-        dims = [
-            batch if i == 0 else (length if isinstance(d, str) else int(d))
-            for i, d in enumerate(port["shape"])
-        ]
-        dtype = port["dtype"]
-        if dtype == "string":
-            words = [w for w in (tok or {}).get("vocab", []) if not w.startswith("<")] or ["text"]
-            texts = [" ".join(rng.choice(words, size=length)) for _ in range(batch)]
-            feeds[port["name"]] = np.array(texts, dtype=object).reshape(dims)
-        elif tok is not None:
-            feeds[port["name"]] = rng.integers(1, len(tok["vocab"]), size=dims, dtype=np.int64)
-        elif dtype.startswith("int"):  # class indices (a conditional generator's labels)
-            classes = len(meta.get("labels") or [0, 1])
-            feeds[port["name"]] = (np.arange(np.prod(dims)) % classes).reshape(dims).astype(dtype)
-        else:
-            feeds[port["name"]] = rng.standard_normal(dims).astype(dtype)
-    return feeds
 
 
 # --------------------------------------------------------------------------------------------- timing

@@ -46,6 +46,7 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.bench import batch_sizes
+from toolkit.runtime.evalset import CalibrationReader, quantization_inputs, repeat_rows
 from toolkit.runtime.model import read_metadata
 from toolkit.runtime.providers import CPU, Resolution, for_model, not_started, resolve, warn
 
@@ -78,7 +79,6 @@ MODE_FORMATS = {
     "fp16": ("float16", "float16", "float16"),
 }
 REPORT_SCHEMA = "toolkit.quantize/1"
-SEED = 0
 
 
 @dataclass
@@ -153,65 +153,7 @@ def drop_of(name: str, direction: str, base: float, value: float) -> float:
     return (value - base) / abs(base) if base else value - base
 
 
-# --------------------------------------------------------------------------------------------- data
-@dataclass
-class Data:
-    feeds_val: dict[str, np.ndarray]
-    y_val: Any
-    feeds_calib: dict[str, np.ndarray]
-    source: str
-    samples_val: int
-    samples_calib: int
-
-
-def load_data(meta: dict[str, Any], data: str | None, samples: int) -> Data:
-    """Validation rows (the gate) and calibration rows (a seeded sample of the train split)."""
-    from toolkit.runtime.validate import _generator_inputs, recipe_splits, split_inputs
-
-    rng = np.random.default_rng(SEED)
-    if meta["task"] == "generate":
-        inputs = _generator_inputs(meta)
-        return Data(inputs.feeds, None, inputs.feeds, inputs.source, inputs.samples, inputs.samples)
-    splits = recipe_splits(meta, data)
-    val = split_inputs(meta, splits, "val")
-    train = split_inputs(meta, splits, "train")
-    if val.samples == 0:
-        raise ToolkitError(
-            "the recipe has no validation split (val_fraction 0): nothing to gate quantization on"
-        )
-    idx = np.sort(rng.choice(train.samples, size=min(samples, train.samples), replace=False))
-    calib = {k: v[idx] for k, v in train.feeds.items()}
-    return Data(val.feeds, val.y, calib, splits.extra["source"], val.samples, len(idx))
-
-
-def _rows(feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """The first n rows (repeated when there are fewer), for latency at batch n."""
-    out = {}
-    for k, v in feeds.items():
-        reps = math.ceil(n / len(v))
-        out[k] = np.concatenate([v] * reps)[:n] if reps > 1 else v[:n]
-    return out
-
-
 # --------------------------------------------------------------------------------------------- building
-class _Reader:
-    """onnxruntime's CalibrationDataReader over calibration rows, in batches."""
-
-    def __init__(self, feeds: dict[str, np.ndarray], batch: int = 32) -> None:
-        n = len(next(iter(feeds.values())))
-        self.batches = [{k: v[i : i + batch] for k, v in feeds.items()} for i in range(0, n, batch)]
-        self.i = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i >= len(self.batches):
-            return None
-        self.i += 1
-        return self.batches[self.i - 1]
-
-    def rewind(self) -> None:
-        self.i = 0
-
-
 def preprocess(src: Path, work: Path) -> Path:
     """onnxruntime's quantization pre-processing: symbolic shape inference + graph optimization."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -254,7 +196,7 @@ def build(
         quantize_static(
             str(pre),
             str(out),
-            _Reader(calib),
+            CalibrationReader(calib),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -442,7 +384,7 @@ def measure_speed(
         sessions[c.name] = session(c.proto, threads, provider)
     base: dict[int, float] = {}
     for b in batches:
-        rows = _rows(feeds, b)
+        rows = repeat_rows(feeds, b)
         calls = {name: (lambda s=s, rows=rows: s.run(None, rows)) for name, s in sessions.items()}
         times = interleaved(calls, rounds=rounds, slice_seconds=slice_seconds, warmup_seconds=0.1)
         base[b] = float(np.median(np.concatenate(times["fp32"])))
@@ -515,9 +457,9 @@ def quantize(
             raise ToolkitError("--out must not overwrite the fp32 model")
 
     say("loading the validation and calibration data")
-    d = load_data(meta, data, samples)
+    d = quantization_inputs(meta, data, samples)
     fp32 = onnx.load(str(path))
-    metric, direction = main_metric(meta, d.y_val)
+    metric, direction = main_metric(meta, d.val.y)
     # TensorRT caches its engines next to the model; every session below shares the resolved providers.
     provider = Resolution(resolved.requested, for_model(resolved.entries, path), resolved.reason)
     ref_sess = session(fp32, threads, provider)
@@ -526,8 +468,8 @@ def quantize(
         warn(fallback)
     running = ref_sess.get_providers()[0]  # what every score and timing below really ran on
     gpu = running != CPU
-    ref_out = run_all(ref_sess, d.feeds_val)
-    base = score(meta, metric, ref_out, d.y_val, ref_out)
+    ref_out = run_all(ref_sess, d.val.feeds)
+    base = score(meta, metric, ref_out, d.val.y, ref_out)
 
     if mode == "auto":
         modes = ["static", "dynamic"] + (["fp16"] if gpu else [])
@@ -543,15 +485,15 @@ def quantize(
         def evaluate(c: Candidate, exclude: Sequence[str] = ()) -> Candidate:
             say(f"building {c.name}")
             try:
-                c.proto, c.rewrites = build(c.mode, pre, work, d.feeds_calib, calibration, exclude)
+                c.proto, c.rewrites = build(c.mode, pre, work, d.calibration, calibration, exclude)
                 if not low_precision_weights(c.proto):
                     raise ToolkitError(f"{c.mode} mode finds nothing to quantize in this graph")
-                out = run_all(session(c.proto, threads, provider), d.feeds_val)
+                out = run_all(session(c.proto, threads, provider), d.val.feeds)
             except Exception as exc:  # a candidate the graph does not fit: reported, not fatal
                 c.error = _first_line(exc)
                 c.proto = None
                 return c
-            c.metric = score(meta, metric, out, d.y_val, ref_out)
+            c.metric = score(meta, metric, out, d.val.y, ref_out)
             c.drop = drop_of(metric, direction, base, c.metric)
             c.passed_gate = bool(np.isfinite(c.metric)) and c.drop <= max_drop + 1e-12
             c.size = c.proto.ByteSize()
@@ -564,7 +506,7 @@ def quantize(
         if not any(c.passed_gate for c in candidates):
             for c in [c for c in candidates if c.proto is not None and c.mode != "fp16"]:
                 say(f"ranking {c.name}'s nodes by sensitivity")
-                ranked = sensitive_nodes(pre, c.proto, d.feeds_val, provider)
+                ranked = sensitive_nodes(pre, c.proto, d.val.feeds, provider)
                 cap = max(1, len(ranked) // 4)
                 for k in sorted({min(s, cap) for s in EXCLUDE_STEPS}):
                     if k > len(ranked):
@@ -577,7 +519,7 @@ def quantize(
     built = [c for c in candidates if c.proto is not None]
     say("measuring latency")
     base_latency = (
-        measure_speed(fp32, built, d.feeds_val, threads, provider, rounds, slice_seconds, batches)
+        measure_speed(fp32, built, d.val.feeds, threads, provider, rounds, slice_seconds, batches)
         if built
         else {}
     )
@@ -598,7 +540,7 @@ def quantize(
             "format": fmt,
             "weights": weights,
             "activations": activations,
-            "calibration": {"method": calibration, "samples": d.samples_calib, "split": "train"}
+            "calibration": {"method": calibration, "samples": d.calibration_samples, "split": "train"}
             if chosen_to_write.mode == "static"
             else None,
             "excluded_nodes": chosen_to_write.excluded,
@@ -611,7 +553,7 @@ def quantize(
             "drop": chosen_to_write.drop,
             "max_drop": max_drop,
             "passed": chosen_to_write.passed_gate,
-            "validation_samples": d.samples_val,
+            "validation_samples": d.val.samples,
             "speedup": {f"batch_{b}": s for b, s in chosen_to_write.speedup.items()},
             "p50_ms": {f"batch_{b}": v for b, v in chosen_to_write.latency.items()},
             "threads": threads,
@@ -640,8 +582,8 @@ def quantize(
         "max_drop": max_drop,
         "data": {
             "source": d.source,
-            "validation_samples": d.samples_val,
-            "calibration_samples": d.samples_calib,
+            "validation_samples": d.val.samples,
+            "calibration_samples": d.calibration_samples,
         },
         "calibration": calibration,
         "threads": threads,

@@ -12,9 +12,9 @@ The checks, in order (each passes, fails or is skipped with a reason; any failur
 - with a run directory: checkpoint (its best.pt is the one exported) and parity (the PyTorch checkpoint
   gives the same outputs on the test split; skipped with a note when torch is not installed).
 
-The test split is rebuilt from the metadata alone: the recipe's data source, fractions and seed, and the
-preprocessing recorded in the inputs (mean/std, tokenizer, window), applied, never refitted. `data` points
-at the same data elsewhere (a moved CSV, or a copy on a machine without the builtin datasets' packages).
+The test split is rebuilt from the metadata alone (toolkit.runtime.evalset): the recipe's data source,
+fractions and seed, and the preprocessing recorded in the inputs, applied, never refitted. `data` points at
+the same data elsewhere (a moved CSV, or a copy on a machine without the builtin datasets' packages).
 
 A check that cannot start (no model file, no metadata, unreadable data, a run without checkpoint) is the
 user's input, not the model: ToolkitError. The report is written to validate.json beside the model.
@@ -22,13 +22,10 @@ user's input, not the model: ToolkitError. The report is written to validate.jso
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +34,7 @@ import numpy as np
 from toolkit.errors import ToolkitError
 from toolkit.metrics import ERROR_METRICS, TASK_METRICS
 from toolkit.runtime import schema
+from toolkit.runtime.evalset import Inputs, evaluation_inputs
 from toolkit.runtime.model import OnnxModel, available_providers, read_metadata
 from toolkit.runtime.providers import CPU, resolve, warn
 
@@ -49,18 +47,6 @@ ATOL, RTOL = 1e-4, 1e-3
 QUANT_BATCH_ATOL = 0.05  # quantized variants across batch sizes: 5% of the output's largest magnitude
 BATCH = 64  # the test split runs in batches of this size
 PROBE_BATCHES = (1, 3, 17)  # then its first rows at these sizes: a frozen batch axis cannot pass
-GENERATE_SAMPLES = 64  # a generator has no test split: it runs on this many draws of z and label
-SEED = 0
-
-
-@dataclass
-class Inputs:
-    """What the model runs on: feeds by input name, targets (None: nothing to score) and their origin."""
-
-    feeds: dict[str, np.ndarray]
-    y: np.ndarray | None
-    source: str
-    samples: int
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -82,91 +68,6 @@ def compare_metrics(
         ok = bool(same_nan or abs(delta) <= tol + 1e-12)
         rows[name] = {"expected": want, "got": value, "delta": delta, "tolerance": tol, "passed": ok}
     return rows
-
-
-# --------------------------------------------------------------------------------------------- inputs
-def spec_from_metadata(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The input kind ("tabular", "image", "series", "tokens") and the preprocessing spec that
-    toolkit.data.load_splits applies, rebuilt from the metadata's first input."""
-    pre = meta["inputs"][0].get("preprocessing") or {}
-    labels = meta.get("labels") if meta["task"] != "reconstruct" else None
-    if pre.get("type") == "tokenize":
-        spec: dict[str, Any] = {"kind": "tokens", "tokenizer": pre["tokenizer"], "labels": labels}
-        return "tokens", spec
-    if pre.get("type") != "standardize":
-        raise ToolkitError(
-            f"input {meta['inputs'][0]['name']!r} records no preprocessing to rebuild the test split with"
-        )
-    if "window" in pre:  # a series: one mean and std, shared by the targets (toolkit.data.series)
-        mean, std = float(pre["mean"]), float(pre["std"])
-        spec = {"kind": "series", "mean": [mean], "std": [std], "target": {"mean": mean, "std": std}}
-        spec.update(window=pre["window"], horizon=pre["horizon"], labels=None)
-        return "series", spec
-    kind = "image" if pre.get("per") == "channel" else "tabular"
-    spec = {"kind": kind, "mean": pre["mean"], "std": pre["std"], "labels": labels}
-    if pre.get("image"):
-        spec["image"] = pre["image"]
-    if kind == "tabular":
-        spec["feature_names"] = pre.get("feature_names")
-    if meta["task"] == "reconstruct":
-        spec["anomaly"] = meta.get("anomaly")
-        spec["threshold"] = schema.dig(meta, "thresholds", "score", "value")
-    return kind, spec
-
-
-def evaluation_inputs(meta: dict[str, Any], data: str | None = None) -> Inputs:
-    """The test split of the model's recipe, preprocessed as recorded; a generator gets sampled inputs."""
-    if meta["task"] == "generate":
-        return _generator_inputs(meta)
-    return split_inputs(meta, recipe_splits(meta, data), "test")
-
-
-def recipe_splits(meta: dict[str, Any], data: str | None = None) -> Any:
-    """The train/validation/test splits of the model's recipe (toolkit.data.Splits), rebuilt from the
-    metadata alone: same source, fractions and seed, the recorded preprocessing applied, never refitted."""
-    from toolkit.data import load_splits
-    from toolkit.recipe import recipe_from_dict
-
-    raw = copy.deepcopy(meta["recipe"])
-    if data is not None:  # a relative path is resolved here, as `toolkit train --data` does
-        raw["data"]["source"] = data if data.startswith("builtin:") else os.path.abspath(data)
-    rec = recipe_from_dict(raw)
-    kind, spec = spec_from_metadata(meta)
-    source = rec.data.source
-    try:
-        splits = load_splits(rec.data, rec.task, kind, rec.train.seed, spec=spec)
-    except ToolkitError as exc:
-        hint = "" if data is not None else "; pass --data with the data the model was trained on"
-        raise ToolkitError(f"cannot rebuild the data splits: {exc}{hint}") from None
-    except ImportError as exc:  # a builtin dataset's package (the training extra) is not installed
-        raise ToolkitError(
-            f"reading {source} needs the {exc.name} package (pip install 'toolkit[train]'), "
-            "or pass --data with a copy of the data"
-        ) from None
-    splits.extra["source"] = source
-    return splits
-
-
-def split_inputs(meta: dict[str, Any], splits: Any, which: str) -> Inputs:
-    """One split ("train", "val" or "test") of recipe_splits() as the model's first input."""
-    x, y = getattr(splits, f"x_{which}"), getattr(splits, f"y_{which}")
-    name = {"val": "validation"}.get(which, which)
-    source = f"{splits.extra['source']} ({name} split)"
-    return Inputs({meta["inputs"][0]["name"]: x}, y, source, len(x))
-
-
-def _generator_inputs(meta: dict[str, Any]) -> Inputs:
-    rng = np.random.default_rng(SEED)
-    feeds = {}
-    for port in meta["inputs"]:
-        dims = [GENERATE_SAMPLES if isinstance(d, str) else d for d in port["shape"]]
-        if port["dtype"].startswith("int"):  # class indices, every class in turn
-            feeds[port["name"]] = (np.arange(GENERATE_SAMPLES) % len(meta["labels"])).astype(port["dtype"])
-        else:
-            feeds[port["name"]] = rng.standard_normal(dims).astype(port["dtype"])
-    return Inputs(
-        feeds, None, f"{GENERATE_SAMPLES} sampled inputs (a generator has no test split)", GENERATE_SAMPLES
-    )
 
 
 # --------------------------------------------------------------------------------------------- checks

@@ -1,0 +1,216 @@
+"""The rows a model is measured on, rebuilt from its metadata alone: validate, quantize and bench read them here.
+
+- evaluation_inputs: the recipe's test split (validate), or sampled inputs for a generator;
+- quantization_inputs: the validation split (quantize's accuracy gate) and a seeded sample of the train
+  split (its calibration rows), read through a CalibrationReader;
+- synthetic_feeds: inputs shaped by the metadata, for timing (bench) where no data is needed.
+
+The splits are the recipe's: same source, fractions and seed, with the preprocessing recorded in the inputs
+(mean/std, tokenizer, window) applied, never refitted. `data` points at the same data elsewhere (a moved
+CSV, or a copy on a machine without the builtin datasets' packages). No torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ToolkitError
+from toolkit.runtime import schema
+
+GENERATE_SAMPLES = 64  # a generator has no test split: it runs on this many draws of z and label
+SEQUENCE_LENGTH = 32  # tokens per synthetic text (capped at the tokenizer's max_length)
+CALIBRATION_BATCH = 32  # rows per batch the calibration reader hands to onnxruntime
+SEED = 0
+
+
+@dataclass
+class Inputs:
+    """What the model runs on: feeds by input name, targets (None: nothing to score) and their origin."""
+
+    feeds: dict[str, np.ndarray]
+    y: np.ndarray | None
+    source: str
+    samples: int
+
+
+# --------------------------------------------------------------------------------------------- recipe splits
+def spec_from_metadata(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The input kind ("tabular", "image", "series", "tokens") and the preprocessing spec that
+    toolkit.data.load_splits applies, rebuilt from the metadata's first input."""
+    pre = meta["inputs"][0].get("preprocessing") or {}
+    labels = meta.get("labels") if meta["task"] != "reconstruct" else None
+    if pre.get("type") == "tokenize":
+        spec: dict[str, Any] = {"kind": "tokens", "tokenizer": pre["tokenizer"], "labels": labels}
+        return "tokens", spec
+    if pre.get("type") != "standardize":
+        raise ToolkitError(
+            f"input {meta['inputs'][0]['name']!r} records no preprocessing to rebuild the test split with"
+        )
+    if "window" in pre:  # a series: one mean and std, shared by the targets (toolkit.data.series)
+        mean, std = float(pre["mean"]), float(pre["std"])
+        spec = {"kind": "series", "mean": [mean], "std": [std], "target": {"mean": mean, "std": std}}
+        spec.update(window=pre["window"], horizon=pre["horizon"], labels=None)
+        return "series", spec
+    kind = "image" if pre.get("per") == "channel" else "tabular"
+    spec = {"kind": kind, "mean": pre["mean"], "std": pre["std"], "labels": labels}
+    if pre.get("image"):
+        spec["image"] = pre["image"]
+    if kind == "tabular":
+        spec["feature_names"] = pre.get("feature_names")
+    if meta["task"] == "reconstruct":
+        spec["anomaly"] = meta.get("anomaly")
+        spec["threshold"] = schema.dig(meta, "thresholds", "score", "value")
+    return kind, spec
+
+
+def recipe_splits(meta: dict[str, Any], data: str | None = None) -> Any:
+    """The train/validation/test splits of the model's recipe (toolkit.data.Splits), rebuilt from the
+    metadata alone: same source, fractions and seed, the recorded preprocessing applied, never refitted."""
+    from toolkit.data import load_splits
+    from toolkit.recipe import recipe_from_dict
+
+    raw = copy.deepcopy(meta["recipe"])
+    if data is not None:  # a relative path is resolved here, as `toolkit train --data` does
+        raw["data"]["source"] = data if data.startswith("builtin:") else os.path.abspath(data)
+    rec = recipe_from_dict(raw)
+    kind, spec = spec_from_metadata(meta)
+    source = rec.data.source
+    try:
+        splits = load_splits(rec.data, rec.task, kind, rec.train.seed, spec=spec)
+    except ToolkitError as exc:
+        hint = "" if data is not None else "; pass --data with the data the model was trained on"
+        raise ToolkitError(f"cannot rebuild the data splits: {exc}{hint}") from None
+    except ImportError as exc:  # a builtin dataset's package (the training extra) is not installed
+        raise ToolkitError(
+            f"reading {source} needs the {exc.name} package (pip install 'toolkit[train]'), "
+            "or pass --data with a copy of the data"
+        ) from None
+    splits.extra["source"] = source
+    return splits
+
+
+def split_inputs(meta: dict[str, Any], splits: Any, which: str) -> Inputs:
+    """One split ("train", "val" or "test") of recipe_splits() as the model's first input."""
+    x, y = getattr(splits, f"x_{which}"), getattr(splits, f"y_{which}")
+    name = {"val": "validation"}.get(which, which)
+    source = f"{splits.extra['source']} ({name} split)"
+    return Inputs({meta["inputs"][0]["name"]: x}, y, source, len(x))
+
+
+def generator_inputs(meta: dict[str, Any]) -> Inputs:
+    """GENERATE_SAMPLES seeded draws of every input of a generator: normal noise, every class in turn."""
+    rng = np.random.default_rng(SEED)
+    feeds = {}
+    for port in meta["inputs"]:
+        dims = [GENERATE_SAMPLES if isinstance(d, str) else d for d in port["shape"]]
+        if port["dtype"].startswith("int"):  # class indices, every class in turn
+            feeds[port["name"]] = (np.arange(GENERATE_SAMPLES) % len(meta["labels"])).astype(port["dtype"])
+        else:
+            feeds[port["name"]] = rng.standard_normal(dims).astype(port["dtype"])
+    source = f"{GENERATE_SAMPLES} sampled inputs (a generator has no test split)"
+    return Inputs(feeds, None, source, GENERATE_SAMPLES)
+
+
+def evaluation_inputs(meta: dict[str, Any], data: str | None = None) -> Inputs:
+    """The test split of the model's recipe, preprocessed as recorded; a generator gets sampled inputs."""
+    if meta["task"] == "generate":
+        return generator_inputs(meta)
+    return split_inputs(meta, recipe_splits(meta, data), "test")
+
+
+# --------------------------------------------------------------------------------------------- quantization
+@dataclass
+class QuantizationInputs:
+    """Validation rows (the accuracy gate) and calibration rows (a seeded sample of the train split)."""
+
+    val: Inputs
+    calibration: dict[str, np.ndarray]
+    source: str
+
+    @property
+    def calibration_samples(self) -> int:
+        return len(next(iter(self.calibration.values())))
+
+
+def quantization_inputs(meta: dict[str, Any], data: str | None, samples: int) -> QuantizationInputs:
+    """The validation split and `samples` calibration rows drawn (seeded) from the train split; a generator
+    gets sampled inputs for both."""
+    if meta["task"] == "generate":
+        inputs = generator_inputs(meta)
+        return QuantizationInputs(inputs, inputs.feeds, inputs.source)
+    splits = recipe_splits(meta, data)
+    val = split_inputs(meta, splits, "val")
+    train = split_inputs(meta, splits, "train")
+    if val.samples == 0:
+        raise ToolkitError(
+            "the recipe has no validation split (val_fraction 0): nothing to gate quantization on"
+        )
+    rng = np.random.default_rng(SEED)
+    idx = np.sort(rng.choice(train.samples, size=min(samples, train.samples), replace=False))
+    calibration = {k: v[idx] for k, v in train.feeds.items()}
+    return QuantizationInputs(val, calibration, splits.extra["source"])
+
+
+class CalibrationReader:
+    """onnxruntime's CalibrationDataReader over calibration rows, in batches of CALIBRATION_BATCH."""
+
+    def __init__(self, feeds: dict[str, np.ndarray], batch: int = CALIBRATION_BATCH) -> None:
+        n = len(next(iter(feeds.values())))
+        self.batches = [{k: v[i : i + batch] for k, v in feeds.items()} for i in range(0, n, batch)]
+        self.i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.batches):
+            return None
+        self.i += 1
+        return self.batches[self.i - 1]
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def repeat_rows(feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The first n rows (repeated when there are fewer), for latency at batch n."""
+    out = {}
+    for k, v in feeds.items():
+        reps = math.ceil(n / len(v))
+        out[k] = np.concatenate([v] * reps)[:n] if reps > 1 else v[:n]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- synthetic
+def synthetic_feeds(meta: dict[str, Any], batch: int, seed: int = SEED) -> dict[str, np.ndarray]:
+    """A batch of inputs for every input the metadata declares, deterministic for a seed: normal values
+    for float inputs, token ids drawn from the vocabulary (texts of SEQUENCE_LENGTH tokens), vocabulary
+    words for string inputs, class indices for labels."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for port in meta["inputs"]:
+        pre = port.get("preprocessing") or {}
+        tok = pre.get("tokenizer") if pre.get("type") == "tokenize" else None
+        if tok is None and meta.get("role") == "text":  # raw strings: the token model's vocabulary
+            tok = (meta["inputs"][0].get("preprocessing") or {}).get("tokenizer")
+        length = min(SEQUENCE_LENGTH, int(tok["max_length"])) if tok else SEQUENCE_LENGTH
+        dims = [
+            batch if i == 0 else (length if isinstance(d, str) else int(d))
+            for i, d in enumerate(port["shape"])
+        ]
+        dtype = port["dtype"]
+        if dtype == "string":
+            words = [w for w in (tok or {}).get("vocab", []) if not w.startswith("<")] or ["text"]
+            texts = [" ".join(rng.choice(words, size=length)) for _ in range(batch)]
+            feeds[port["name"]] = np.array(texts, dtype=object).reshape(dims)
+        elif tok is not None:
+            feeds[port["name"]] = rng.integers(1, len(tok["vocab"]), size=dims, dtype=np.int64)
+        elif dtype.startswith("int"):  # class indices (a conditional generator's labels)
+            classes = len(meta.get("labels") or [0, 1])
+            feeds[port["name"]] = (np.arange(np.prod(dims)) % classes).reshape(dims).astype(dtype)
+        else:
+            feeds[port["name"]] = rng.standard_normal(dims).astype(dtype)
+    return feeds
