@@ -25,7 +25,6 @@ import inspect
 import io
 import json
 import logging
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 from toolkit.runtime.rewrite import for_export as rewrite_for_export
 from toolkit.runtime.schema import SCHEMA  # one definition, shared with the torch-free readers
 
@@ -503,7 +502,7 @@ def _export_torchscript(sig: Signature, opset: int) -> Any:
                 do_constant_folding=True,
             )
     except Exception as exc:
-        raise ToolkitError(f"the exporter failed at opset {opset}: {_first_line(exc)}") from exc
+        raise ToolkitError(f"the exporter failed at opset {opset}: {one_line(exc, with_type=True)}") from exc
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -527,7 +526,7 @@ def _export_dynamo(sig: Signature, opset: int) -> Any:
                 verbose=False,
             )
     except Exception as exc:
-        raise ToolkitError(f"the exporter failed at opset {opset}: {_first_line(exc)}") from exc
+        raise ToolkitError(f"the exporter failed at opset {opset}: {one_line(exc, with_type=True)}") from exc
     return program.model_proto
 
 
@@ -576,7 +575,9 @@ def _check(proto: Any, sig: Signature, opset: int) -> None:
         onnx.checker.check_model(proto, full_check=True)
         onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except Exception as exc:
-        raise ToolkitError(f"the exported {sig.role} fails the ONNX checker: {_first_line(exc)}") from exc
+        raise ToolkitError(
+            f"the exported {sig.role} fails the ONNX checker: {one_line(exc, with_type=True)}"
+        ) from exc
 
 
 def check_parity(sig: Signature, model_bytes: bytes) -> dict[str, Any]:
@@ -593,7 +594,9 @@ def check_parity(sig: Signature, model_bytes: bytes) -> dict[str, Any]:
     try:
         session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise ToolkitError(f"onnxruntime cannot load the exported {sig.role}: {_first_line(exc)}") from exc
+        raise ToolkitError(
+            f"onnxruntime cannot load the exported {sig.role}: {one_line(exc, with_type=True)}"
+        ) from exc
     rng = np.random.default_rng(PARITY_SEED)
     stats = {p.name: {"max_abs": 0.0, "max_rel": 0.0, "tolerance_used": 0.0} for p in sig.outputs}
     cases = 0
@@ -608,7 +611,9 @@ def check_parity(sig: Signature, model_bytes: bytes) -> dict[str, Any]:
             try:
                 got = session.run([p.name for p in sig.outputs], feeds)
             except Exception as exc:
-                raise ToolkitError(f"the exported {sig.role} fails at {where}: {_first_line(exc)}") from exc
+                raise ToolkitError(
+                    f"the exported {sig.role} fails at {where}: {one_line(exc, with_type=True)}"
+                ) from exc
             for port, ref, onnx_out in zip(sig.outputs, expected, got):
                 ref = ref.numpy()
                 if onnx_out.shape != ref.shape:
@@ -641,11 +646,6 @@ def check_parity(sig: Signature, model_bytes: bytes) -> dict[str, Any]:
         "cases": cases,
         "outputs": stats,
     }
-
-
-def _first_line(exc: Exception) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # the dynamo exporter colours its messages
-    return f"{exc.__class__.__name__}: {text.splitlines()[0] if text else ''}"
 
 
 # --------------------------------------------------------------------------------------------- metadata

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 
 Task = Literal["classify", "regress", "forecast", "reconstruct", "generate"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
@@ -478,7 +478,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ToolkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        raise ToolkitError(f"{path}: not valid YAML ({one_line(exc)})") from exc
     for item in overrides or []:
         apply_override(raw, item)
     return recipe_from_dict(raw)
@@ -493,7 +493,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
+        first = one_line(exc)
         raise ToolkitError(f"--set {key}: value {text!r} is not valid YAML ({first})") from None
     cls: Any = Recipe
     node = raw

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,7 +37,7 @@ def handle_errors(fn: F) -> F:
         except ToolkitError as exc:
             if STATE["debug"]:
                 raise
-            raise fail(str(exc)) from None
+            raise fail(one_line(exc, limit=2000)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except (typer.Exit, typer.Abort):
@@ -51,7 +51,7 @@ def handle_errors(fn: F) -> F:
                     f"this needs {missing}, which is not installed: pip install 'toolkit[train]'"
                 ) from None
             raise fail(
-                f"unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", 1
+                f"unexpected {one_line(exc, with_type=True)} (rerun with --debug for the traceback)", 1
             ) from None
 
     return wrapper  # type: ignore[return-value]

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 from toolkit.runtime.evalset import synthetic_feeds
 
 BATCHES = (1, 8, 64)
@@ -167,7 +167,7 @@ def _worker_main() -> None:
     try:
         state = _worker(job)
     except Exception as exc:  # reported to the parent as one line
-        print(json.dumps({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}))
+        print(json.dumps({"error": one_line(exc, with_type=True)}))
         sys.stdout.flush()
         return
     print(json.dumps({"ready": True, "load_s": state["load_s"]}))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 from toolkit.runtime.schema import METADATA_KEY, SCHEMA, SCHEMA_VERSION, schema_version
 
 # onnxruntime's type strings -> numpy dtypes ("tensor(string)" is numpy's object dtype).
@@ -89,7 +89,7 @@ class OnnxModel:
                 raise ToolkitError(_unreadable(self.path)) from None
             # The file parses but this onnxruntime cannot run it (an operator or opset it lacks): say why.
             raise ToolkitError(
-                f"onnxruntime {ort.__version__} cannot load {self.path}: {first_line(exc)}"
+                f"onnxruntime {ort.__version__} cannot load {self.path}: {one_line(exc)}"
             ) from None
         if self.fallback:
             warn(self.fallback)
@@ -133,7 +133,7 @@ class OnnxModel:
             values = self.session.run(names, arrays)
         except Exception as exc:
             shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
-            raise ToolkitError(f"the model fails on inputs {shapes}: {first_line(exc)}") from None
+            raise ToolkitError(f"the model fails on inputs {shapes}: {one_line(exc)}") from None
         return dict(zip(names, values))
 
     def run_batches(
@@ -174,7 +174,7 @@ def load_proto(path: str | Path) -> Any:
     except DecodeError:
         raise ToolkitError(_unreadable(path)) from None
     except Exception as exc:  # onnx's own errors (an unreadable external-data reference, ...)
-        raise ToolkitError(f"onnx cannot read {path}: {first_line(exc)}") from None
+        raise ToolkitError(f"onnx cannot read {path}: {one_line(exc)}") from None
     if not proto.ir_version or not proto.HasField("graph"):
         raise ToolkitError(_unreadable(path))
     return proto
@@ -209,15 +209,6 @@ def parse_metadata(raw: str | None, path: Path) -> dict[str, Any]:
             "upgrade toolkit (pip install -U toolkit)"
         )
     return doc
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line: onnxruntime's "[ONNXRuntimeError] : 2 : X :" prefix dropped and
-    its continuation lines (which hold the figures: "index: 0 Got: 30 Expected: 2") joined, within `limit`."""
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    if text.startswith("[ONNXRuntimeError]"):
-        text = text.split(" : ", 3)[-1]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_file(path: Path) -> None:

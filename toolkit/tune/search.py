@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 from toolkit.io import write_json, write_text
 from toolkit.recipe import Recipe, recipe_from_dict
 from toolkit.tune.space import Param, decode, load_space_file, parse_space, set_key
@@ -216,11 +216,13 @@ def open_study(search: Search, worker: int = 0):
             storage = optuna.storages.RDBStorage(search.storage, **kwargs)
     except ImportError as exc:
         raise ToolkitError(
-            f"--storage {_redact(search.storage)} needs a database driver ({_first_line(exc)}); "
+            f"--storage {_redact(search.storage)} needs a database driver ({one_line(exc, with_type=True)}); "
             "for PostgreSQL: pip install psycopg2-binary"
         ) from None
     except Exception as exc:  # SQLAlchemy: a bad URL or an unreachable server
-        raise ToolkitError(f"cannot open --storage {_redact(search.storage)}: {_first_line(exc)}") from None
+        raise ToolkitError(
+            f"cannot open --storage {_redact(search.storage)}: {one_line(exc, with_type=True)}"
+        ) from None
     study = optuna.create_study(
         storage=storage,
         study_name=search.study_name,
@@ -663,8 +665,3 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in creds else url
     return url
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return f"{exc.__class__.__name__}: {text.splitlines()[0] if text else ''}"

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 from toolkit.recipe import Recipe, allowed_keys, recipe_from_dict
 
 # Keys a search may not vary: they define the data and its split, so trials must share them for their
@@ -119,7 +119,7 @@ def load_space_file(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ToolkitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ToolkitError(f"{path}: not valid YAML ({one_line(exc)})") from None
     if isinstance(raw, dict) and set(raw) == {"search"}:
         raw = raw["search"]
     if not isinstance(raw, dict) or not raw:

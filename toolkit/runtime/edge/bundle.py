@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 from toolkit.runtime.edge import runner as core
-from toolkit.runtime.model import OnnxModel, first_line, read_metadata
+from toolkit.runtime.model import OnnxModel, read_metadata
 
 BUNDLE_SCHEMA = "toolkit.edge/1"
 TARGETS = {"x86_64": "manylinux_2_28_x86_64", "arm64": "manylinux_2_28_aarch64"}
@@ -534,7 +534,7 @@ def verify(bundle: str | Path, python: str | None = None, timeout: float = 120) 
                 with tarfile.open(bundle) as tf:
                     tf.extractall(tmp, filter="data")
             except (tarfile.TarError, OSError, EOFError) as exc:
-                raise ToolkitError(f"{bundle} is not a readable .tar.gz ({first_line(exc)})") from None
+                raise ToolkitError(f"{bundle} is not a readable .tar.gz ({one_line(exc)})") from None
             entries = list(Path(tmp).iterdir())
             top = entries[0] if len(entries) == 1 and entries[0].is_dir() else Path(tmp)
             report = verify(top, python, timeout)
@@ -597,7 +597,7 @@ def _smoke(bundle: Path, python: str, timeout: float) -> dict[str, str]:
             timeout=timeout,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"check": "smoke", "status": "fail", "detail": f"the runner did not finish: {first_line(exc)}"}
+        return {"check": "smoke", "status": "fail", "detail": f"the runner did not finish: {one_line(exc)}"}
     seconds = time.perf_counter() - t0
     try:
         result = json.loads(proc.stdout)

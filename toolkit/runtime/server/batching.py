@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.runtime.model import first_line
+from toolkit.errors import one_line
 from toolkit.runtime.server.protocol import ServeError
 
 Arrays = dict[str, np.ndarray]
@@ -215,7 +215,7 @@ class Batcher:
                 if len(batch) > 1:  # one caller's rows may be the cause: run each alone, fail only it
                     await self._run_alone(batch)
                     return
-                error = ServeError(400, f"the model fails on these inputs: {first_line(exc)}")
+                error = ServeError(400, f"the model fails on these inputs: {one_line(exc)}")
                 if not batch[0].future.done():
                     batch[0].future.set_exception(error)
                 return
@@ -243,7 +243,7 @@ class Batcher:
             except Exception as exc:
                 if not item.future.done():
                     item.future.set_exception(
-                        ServeError(400, f"the model fails on these inputs: {first_line(exc)}")
+                        ServeError(400, f"the model fails on these inputs: {one_line(exc)}")
                     )
                 continue
             if self.metrics is not None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, one_line
 from toolkit.runtime.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from toolkit.runtime.server.playground import Playground
 from toolkit.runtime.server.protocol import ServeError, decode_http, encode_http
@@ -269,7 +269,7 @@ class HttpApp:
 
 
 def _error(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+    return orjson.dumps({"error": one_line(message)})  # the V2 error body: {"error": "one line"}
 
 
 def _ready_only(body: bytes) -> bool:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
-from toolkit.runtime.model import ORT_DTYPES, first_line
+from toolkit.errors import ToolkitError, one_line
+from toolkit.runtime.model import ORT_DTYPES
 from toolkit.runtime.providers import confine_external_data, for_model, not_started, resolve
 from toolkit.runtime.schema import METADATA_KEY
 from toolkit.runtime.server.protocol import DATATYPE_OF, DATATYPES
@@ -75,7 +75,7 @@ class LoadedModel:
             confine_external_data(path)
             self.session = ort.InferenceSession(str(path), opts, providers=for_model(providers, path))
         except Exception as exc:
-            raise ToolkitError(f"cannot load {path}: {first_line(exc)}") from None
+            raise ToolkitError(f"cannot load {path}: {one_line(exc)}") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:
             self.meta: dict[str, Any] | None = json.loads(raw) if raw else None
@@ -105,7 +105,7 @@ class LoadedModel:
         try:
             self.session.run(None, feeds)
         except Exception as exc:
-            raise ToolkitError(f"{self.path} fails its warm-up inference: {first_line(exc)}") from None
+            raise ToolkitError(f"{self.path} fails its warm-up inference: {one_line(exc)}") from None
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         names = outputs or self.output_names
