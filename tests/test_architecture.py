@@ -121,3 +121,16 @@ def test_no_module_imports_another_modules_private_names():
         if name.startswith("_") and not name.startswith("__") and f"{target}.{name}" not in MODULES
     ]
     assert not found, "; ".join(found)
+
+
+def test_one_helper_makes_error_messages_one_line():
+    """toolkit.errors.one_line is the helper; the edge runner's core keeps its own copy because a bundle
+    ships it without toolkit (it may import nothing from the package)."""
+    allowed = {("toolkit.errors", "one_line"), ("toolkit.runtime.edge.runner", "_one_line")}
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and ("first_line" in node.name or "one_line" in node.name):
+                if (module, node.name) not in allowed:
+                    found.append(f"{module}.{node.name}")
+    assert not found, f"one-line error helpers besides toolkit.errors.one_line: {found}"

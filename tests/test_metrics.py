@@ -19,7 +19,7 @@ def test_every_task_a_recipe_can_name_has_one_row():
 
 @pytest.mark.parametrize("task", ["classify", "regress", "forecast", "reconstruct"])
 def test_training_tasks_and_the_quantize_gate_read_the_table(task):
-    from toolkit.runtime.quantize import main_metric
+    from toolkit.runtime.quantize.gate import main_metric
 
     meta = {"task": task}
     y = np.zeros(4)  # one kind only: an anomaly detector is then gated on its main metric too
