@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: consoles, the --debug switch and one-line errors."""
+"""Shared CLI plumbing: consoles, the --debug switch, one-line errors and the few formats tables share."""
 
 from __future__ import annotations
 
@@ -60,3 +60,32 @@ def handle_errors(fn: F) -> F:
 def print_json(obj: Any) -> None:
     """Plain JSON on stdout, for scripts (no rich markup or wrapping)."""
     typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def parse_batches(text: str) -> list[int]:
+    """ "1,8,64" -> [1, 8, 64]; anything else is a one-line error."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ToolkitError(f"--batch must be comma-separated positive integers (got {text!r})") from None
+    if not batches or min(batches) < 1:
+        raise ToolkitError(f"--batch must be comma-separated positive integers (got {text!r})")
+    return batches
+
+
+def fmt_ms(v: float | None) -> str:
+    return "" if v is None else f"{v:.3f}"
+
+
+def fmt_speed(v: float | None) -> str:
+    """A speed-up as "1.23×", in red when it is a slow-down."""
+    if v is None:
+        return ""
+    text = f"{v:.2f}×"
+    return f"[red]{text}[/]" if v < 1 else text
+
+
+def fmt_size(n: int | None) -> str:
+    if not n:
+        return ""
+    return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"

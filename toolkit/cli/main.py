@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
+from toolkit.cli import bench as bench_cmd
 from toolkit.cli import edge as edge_cmd
 from toolkit.cli import explain as explain_cmd
 from toolkit.cli import export as export_cmd
@@ -66,7 +67,7 @@ app.command("explain")(explain_cmd.explain)
 app.add_typer(edge_cmd.app, name="edge")
 app.command("serve")(serve_cmd.serve)
 app.command("quantize")(quantize_cmd.quantize)
-app.command("bench")(quantize_cmd.bench)
+app.command("bench")(bench_cmd.bench)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`toolkit quantize` and `toolkit bench`: accuracy-gated INT8/FP16 variants, and honest latency numbers."""
+"""`toolkit quantize`: accuracy-gated INT8/FP16 variants of an exported model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from toolkit.cli._common import console, err_console, handle_errors, print_json
+from toolkit.cli._common import (
+    console,
+    err_console,
+    fmt_ms,
+    fmt_size,
+    fmt_speed,
+    handle_errors,
+    parse_batches,
+    print_json,
+)
 from toolkit.cli._render import print_table
 from toolkit.errors import ToolkitError
 
@@ -84,7 +93,7 @@ def quantize(
 
     if model is None and run is None:
         raise ToolkitError("give the model: toolkit quantize MODEL.onnx (or --run RUN_DIR)")
-    batches = _batches(batch)
+    batches = parse_batches(batch)
     with console.status("quantizing…") as status:
         report = run_quantize(
             model if model is not None else run,
@@ -128,9 +137,9 @@ def _print_quantize(report: dict[str, Any]) -> None:
         f"{fp['metric']:.4g}",
         "",
         "",
-        *(_ms(fp["p50_ms"].get(b)) for b in batches),
+        *(fmt_ms(fp["p50_ms"].get(b)) for b in batches),
         *ones,
-        _size(fp["bytes"]),
+        fmt_size(fp["bytes"]),
     )
     for c in report["candidates"]:
         name = escape(c["name"]) + (" [bold green]← kept[/]" if c["name"] == report["chosen"] else "")
@@ -144,9 +153,9 @@ def _print_quantize(report: dict[str, Any]) -> None:
             f"{c['metric']:.4g}",
             _drop(c["drop"], kind),
             gate,
-            *(_ms(c["p50_ms"].get(b)) for b in batches),
-            *(_speed(c["speedup"].get(b)) for b in batches),
-            _size(c["bytes"]),
+            *(fmt_ms(c["p50_ms"].get(b)) for b in batches),
+            *(fmt_speed(c["speedup"].get(b)) for b in batches),
+            fmt_size(c["bytes"]),
         )
     print_table(console, t)
     where = f" → {escape(report['written'])}" if report["written"] else ""
@@ -155,126 +164,7 @@ def _print_quantize(report: dict[str, Any]) -> None:
         console.print(f"report: {escape(report['report'])}")
 
 
-def _batches(text: str) -> list[int]:
-    """ "1,8,64" -> [1, 8, 64]; anything else is a one-line error."""
-    try:
-        batches = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise ToolkitError(f"--batch must be comma-separated positive integers (got {text!r})") from None
-    if not batches or min(batches) < 1:
-        raise ToolkitError(f"--batch must be comma-separated positive integers (got {text!r})")
-    return batches
-
-
 def _drop(value: float | None, kind: str) -> str:
     if value is None:
         return ""
     return f"{value * 100:+.2f} pt" if kind == "absolute" else f"{value * 100:+.2f}%"
-
-
-def _ms(v: float | None) -> str:
-    return "" if v is None else f"{v:.3f}"
-
-
-def _speed(v: float | None) -> str:
-    if v is None:
-        return ""
-    text = f"{v:.2f}×"
-    return f"[red]{text}[/]" if v < 1 else text
-
-
-def _size(n: int | None) -> str:
-    if not n:
-        return ""
-    return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
-
-
-@handle_errors
-def bench(
-    models: Annotated[list[Path], typer.Argument(help="Exported models (.onnx): fp32, quantized, ...")],
-    run: Annotated[
-        Path | None, typer.Option("--run", help="A run directory: add PyTorch eager from its checkpoint.")
-    ] = None,
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64",
-    threads: Annotated[
-        int | None, typer.Option(help="Threads for every contender (default: all cores).")
-    ] = None,
-    providers: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated: cpu, cuda, tensorrt, tensorrt-fp16. A provider that is missing or does "
-            "not start is an error here (no CPU figures under a GPU's name)."
-        ),
-    ] = "cpu",
-    rounds: Annotated[int, typer.Option(help="Turns each contender gets per batch size.")] = 5,
-    json_out: Annotated[
-        Path | None,
-        typer.Option("--json", help="Where to write bench.json (default: beside the first model)."),
-    ] = None,
-    plot: Annotated[
-        Path | None, typer.Option(help="Where to write the PNG plot (default: bench.png beside bench.json).")
-    ] = None,
-) -> None:
-    """Latency (p50/p90/p99) and throughput of each model at each batch size, PyTorch eager beside them
-    with --run; every contender in its own process at the same thread count, measured in turns.
-
-    Prints a table and writes bench.json and bench.png.
-    """
-    from toolkit.runtime.bench import bench as run_bench
-    from toolkit.runtime.bench import plot as draw
-
-    batches = _batches(batch)
-    if rounds < 1:
-        raise ToolkitError(f"--rounds must be at least 1 (got {rounds})")
-    for m in models:
-        if not m.is_file():
-            raise ToolkitError(f"model not found: {m}")
-    provs = [p.strip() for p in providers.split(",") if p.strip()]
-    with console.status("benchmarking…") as status:
-        report = run_bench(
-            models,
-            run=run,
-            batches=batches,
-            threads=threads,
-            providers=provs,
-            rounds=rounds,
-            out=json_out,
-            progress=lambda m: status.update(f"benchmarking: {m}…"),
-        )
-    png = draw(report, plot or Path(report["report"]).with_suffix(".png"))
-    _print_bench(report)
-    console.print(f"report: {escape(report['report'])}" + (f" · plot: {escape(str(png))}" if png else ""))
-
-
-def _print_bench(report: dict[str, Any]) -> None:
-    m = report["machine"]
-    title = f"{report['arch']} {report['task']} · {report['threads']} threads · {m['cpu']} ({m['cores']} cores) · onnxruntime {m['onnxruntime']}"
-    t = Table(title=escape(title), title_justify="left")
-    cols = (
-        "contender",
-        "batch",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "rows/s",
-        "vs fp32",
-        "vs torch",
-        "size",
-        "peak RSS",
-    )
-    for col in cols:
-        t.add_column(col, justify="left" if col == "contender" else "right")
-    for r in report["results"]:
-        t.add_row(
-            escape(r["contender"]),
-            str(r["batch"]),
-            f"{r['p50_ms']:.3f}",
-            f"{r['p90_ms']:.3f}",
-            f"{r['p99_ms']:.3f}",
-            f"{r['throughput']:,.0f}",
-            _speed(r["vs_ort_fp32"]),
-            _speed(r["vs_pytorch"]),
-            _size(r["size_bytes"]),
-            f"{r['peak_rss_mb']:.0f} MB",
-        )
-    print_table(console, t)
