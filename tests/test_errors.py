@@ -6,7 +6,9 @@ from toolkit.errors import ToolkitError, one_line
 
 
 def test_joins_continuation_lines_and_drops_colour_and_onnxruntime_prefix():
-    exc = RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions\n index: 0 Got: 30")
+    exc = RuntimeError(
+        "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions\n index: 0 Got: 30"
+    )
     assert one_line(exc) == "Got invalid dimensions index: 0 Got: 30"
     assert one_line(ValueError("\x1b[31mred\x1b[0m\n  text")) == "red text"
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from helpers import assert_one_line_error, two_class_text_csv
 
-import toolkit.export as export_mod
+import toolkit.export.exporters as export_mod
 from toolkit.data import builtin_kind
 from toolkit.export import SCHEMA, STANDARD_DOMAINS, export_run
 from toolkit.recipe import load_recipe, recipe_from_dict, recipe_names

@@ -62,3 +62,18 @@ def test_cli_help_and_recipes_run_without_torch():
 def test_the_block_really_blocks():
     proc = _run("import torch")
     assert proc.returncode != 0 and "import of torch halted" in proc.stderr
+
+
+def test_the_runtime_door_to_pytorch_names_the_extra_when_torch_is_absent():
+    """toolkit.runtime.pytorch is how validate and bench reach the checkpoint: without torch it imports,
+    says so, and refuses with a one-line error that names the extra to install."""
+    proc = _run(
+        "from toolkit.runtime import pytorch\n"
+        "assert not pytorch.available()\n"
+        "try:\n"
+        "    pytorch.eager_runner('runs/x', {'task': 'classify'})\n"
+        "except pytorch.TorchMissing as exc:\n"
+        "    print(exc)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "PyTorch is not installed" in proc.stdout and "toolkit[train]" in proc.stdout

@@ -14,7 +14,8 @@ of landing on whichever contender happened to run.
 
 Inputs are synthetic but shaped by the metadata (toolkit.runtime.evalset.synthetic_feeds): normal values,
 token ids or words from the vocabulary, class indices for labels.
-This module never imports torch; the PyTorch contender lives in toolkit.eager, imported by the worker only.
+This module never imports torch; the PyTorch contender comes through toolkit.runtime.pytorch, called by
+the worker only.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def _worker(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     meta = read_metadata(job["path"])
     if job["kind"] == "torch":
-        from toolkit.eager import eager_runner
+        from toolkit.runtime.pytorch import eager_runner
 
         run = eager_runner(job["run"], meta, job["threads"])
     else:

@@ -448,21 +448,17 @@ def torch_parity(
     onnx_outputs: dict[str, np.ndarray],
     checks: Checks,
 ) -> dict[str, Any] | None:
-    """The PyTorch checkpoint, wrapped as toolkit.export wraps it, on the same inputs: every output within
-    atol + rtol * |torch|. Skipped when PyTorch is not installed."""
-    try:  # the training side computes the PyTorch outputs; this module itself never imports torch
-        from toolkit.export import checkpoint_outputs
-    except ImportError:
-        checks.add(
-            "parity",
-            "skip",
-            "PyTorch is not installed (pip install 'toolkit[train]' to compare with the run)",
-        )
-        return None
+    """The PyTorch checkpoint, wrapped as toolkit.export wraps it (toolkit.runtime.pytorch), on the same
+    inputs: every output within atol + rtol * |torch|. Skipped when PyTorch is not installed."""
+    from toolkit.runtime import pytorch  # the one door to the training side; it imports torch when called
+
     try:
-        torch_outputs = checkpoint_outputs(
+        torch_outputs = pytorch.checkpoint_outputs(
             ckpt_path, meta["task"], meta["role"], inputs.feeds, inputs.samples
         )
+    except pytorch.TorchMissing:
+        checks.add("parity", "skip", f"PyTorch is not installed ({pytorch.INSTALL} to compare with the run)")
+        return None
     except ToolkitError as exc:  # the run is not the one this model came from
         checks.add("parity", "fail", str(exc))
         return None
