@@ -86,9 +86,9 @@ def build(work: Path, epochs: int) -> dict[str, Path]:
     digit = work / "digit.png"
     shutil.copyfile(next((data / "3").iterdir()), digit)
     meta = json.loads((run / "model.json").read_text())
-    from toolkit.runtime.edge import runner
+    from toolkit.runtime import processing
 
-    row = runner.image_to_row(meta, runner.decode_image(digit.read_bytes(), meta))
+    row = processing.image_to_row(meta, processing.decode_image(digit.read_bytes(), meta))
     np.save(work / "digit.npy", row[None])
     scripted = work / "cnn28.pt"
     _trace(run, scripted, row[None])

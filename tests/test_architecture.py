@@ -126,7 +126,7 @@ def test_no_module_imports_another_modules_private_names():
 def test_one_helper_makes_error_messages_one_line():
     """toolkit.errors.one_line is the helper; the edge runner's core keeps its own copy because a bundle
     ships it without toolkit (it may import nothing from the package)."""
-    allowed = {("toolkit.errors", "one_line"), ("toolkit.runtime.edge.runner", "_one_line")}
+    allowed = {("toolkit.errors", "one_line"), ("toolkit.runtime.processing", "one_line")}
     found = []
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text())):

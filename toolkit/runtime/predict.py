@@ -1,10 +1,10 @@
 """Local inference driven by the model's metadata: `toolkit predict`, and the pre/post-processing the server
 builds its KServe V1 endpoint on.
 
-The pre- and post-processing itself lives in toolkit/runtime/edge/runner.py, a single file that imports only
-numpy and onnxruntime (Pillow for images) because `toolkit edge pack` copies it onto devices. Importing it here
+The pre- and post-processing itself lives in toolkit/runtime/processing.py, a file that imports only numpy
+(Pillow for images) because `toolkit edge pack` copies it onto devices beside the runner. Importing it here
 means `toolkit predict`, the server and a bundle on a device compute the same thing from the same code; this
-module adds what the toolkit side needs around it: ToolkitError instead of the runner's InputError, sessions
+module adds what the toolkit side needs around it: ToolkitError instead of processing's InputError, sessions
 through OnnxModel (execution providers, one-line load errors), and the GAN grid written atomically.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError
-from toolkit.runtime.edge import runner as core
+from toolkit.runtime import processing
 from toolkit.runtime.model import OnnxModel
 
-InputError = core.InputError
+InputError = processing.InputError
 
 
 def feeds_from_instances(meta: dict, instances: list, seed: int = 0) -> dict[str, np.ndarray]:
@@ -33,8 +33,8 @@ def feeds_from_instances(meta: dict, instances: list, seed: int = 0) -> dict[str
     if not isinstance(instances, list) or not instances:
         raise ToolkitError("instances must be a non-empty list")
     try:
-        rows = [core.prepare_instance(meta, inst, f"instance {i}") for i, inst in enumerate(instances)]
-        return core.batch_feeds(meta, rows, seed)
+        rows = [processing.prepare_instance(meta, inst, f"instance {i}") for i, inst in enumerate(instances)]
+        return processing.batch_feeds(meta, rows, seed)
     except InputError as exc:
         raise ToolkitError(str(exc)) from None
 
@@ -49,7 +49,7 @@ def predictions_from_outputs(
     `top_k` most likely), value (regress), forecast (in the series' units), score, anomaly and threshold
     (reconstruct), image {"b64": PNG} and label (generate: the label indices that were fed)."""
     try:
-        return core.predictions(meta, outputs, top_k, label_indices)
+        return processing.predictions(meta, outputs, top_k, label_indices)
     except KeyError as exc:
         raise ToolkitError(
             f"a {meta['task']} model needs output {exc}; the outputs are {list(outputs)}"
@@ -99,17 +99,17 @@ def predict(
     if not inputs and not texts:
         what = "labels to generate" if meta["task"] == "generate" else "files, folders or --text"
         raise ToolkitError(f"no inputs: give {what}")
-    if texts and core.input_kind(meta) not in ("tokens", "text", "noise"):
-        raise ToolkitError(f"--text is for text models; this model takes {core.describe(meta)}")
-    items = core.read_inputs(meta, [str(p) for p in inputs], list(texts or []))
+    if texts and processing.input_kind(meta) not in ("tokens", "text", "noise"):
+        raise ToolkitError(f"--text is for text models; this model takes {processing.describe(meta)}")
+    items = processing.read_inputs(meta, [str(p) for p in inputs], list(texts or []))
     errors = [str(row) for _, row in items if isinstance(row, InputError)]
     if errors and not keep_going:
         raise ToolkitError(errors[0])
-    results = core.run_items(model.run, meta, items, top_k, seed)
+    results = processing.run_items(model.run, meta, items, top_k, seed)
     written = None
     if out is not None and meta["task"] == "generate" and any("image" in r for r in results):
         from toolkit.io import write_bytes
 
-        write_bytes(out, core.grid_png(core.generated_images(results)))
+        write_bytes(out, processing.grid_png(processing.generated_images(results)))
         written = str(out)
     return Prediction(str(model_path), meta["task"], meta, results, errors, written)

@@ -1,8 +1,8 @@
 """`toolkit edge pack` and `toolkit edge verify`: a self-contained folder to copy onto a device.
 
 A bundle holds the model (the INT8 variant when one passed its accuracy gate; ORT format on request, with the
-required_operators config for a reduced onnxruntime build), model.json, runner.py (the single-file runner:
-onnxruntime + numpy, Pillow for images), requirements.txt pinned for the target, a README and a systemd unit
+required_operators config for a reduced onnxruntime build), model.json, runner.py and processing.py (the
+runner and the pre/post-processing it shares with `toolkit predict`: onnxruntime + numpy, Pillow for images), requirements.txt pinned for the target, a README and a systemd unit
 for the device, sample inputs with the answers `toolkit predict` gave them (samples/expected.json) and a
 SHA-256 manifest (manifest.json, and SHA256SUMS for `sha256sum -c` on the device).
 
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError, one_line
-from toolkit.runtime.edge import runner as core
+from toolkit.runtime import processing
+from toolkit.runtime.edge import runner
 from toolkit.runtime.model import OnnxModel, read_metadata
 
 BUNDLE_SCHEMA = "toolkit.edge/1"
@@ -183,7 +184,7 @@ def requirements(meta: dict[str, Any], target: str, ort_version: str | None) -> 
 
 
 def needs_pillow(meta: dict[str, Any]) -> bool:
-    return core._image_geometry(meta) is not None or meta["task"] == "generate"
+    return processing.image_geometry(meta) is not None or meta["task"] == "generate"
 
 
 def check_wheels(pins: dict[str, str], target: str) -> None:
@@ -273,9 +274,10 @@ def _fill(
 
             converter = onnxruntime.__version__
     (stage / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.copyfile(core.__file__, stage / "runner.py")
+    shutil.copyfile(runner.__file__, stage / "runner.py")  # the device program
+    shutil.copyfile(processing.__file__, stage / "processing.py")  # the pre/post-processing it imports
     (stage / "requirements.txt").write_text("".join(f"{p}=={v}\n" for p, v in pins.items()))
-    files += ["model.json", "runner.py", "requirements.txt"]
+    files += ["model.json", "runner.py", "processing.py", "requirements.txt"]
     files += ship_explain(stage)
     files += write_samples(stage, chosen, meta)
     model_file = "model.ort" if fmt != "onnx" else "model.onnx"
@@ -394,9 +396,9 @@ def sample_inputs(stage: Path, meta: dict[str, Any]) -> dict[str, list]:
     rng = np.random.default_rng(0)
     folder = stage / SAMPLES
     folder.mkdir()
-    kind = core.input_kind(meta)
-    pre = core._pre(meta)
-    geom = core._image_geometry(meta)
+    kind = processing.input_kind(meta)
+    pre = processing.preprocessing(meta)
+    geom = processing.image_geometry(meta)
     if kind == "noise":
         return {"inputs": [], "texts": [], "labels": list((meta.get("labels") or ["0"])[:3])}
     if geom is not None:
@@ -416,7 +418,7 @@ def sample_inputs(stage: Path, meta: dict[str, Any]) -> dict[str, list]:
         mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
         with open(folder / "rows.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(core._feature_names(meta))
+            writer.writerow(processing.feature_names(meta))
             for k in (0.0, 1.0, -1.0):
                 writer.writerow([f"{v:.6g}" for v in mean + k * std * rng.uniform(0.5, 1, size=mean.shape)])
         return {"inputs": [f"{SAMPLES}/rows.csv"], "texts": [], "labels": []}
@@ -441,11 +443,11 @@ def write_samples(stage: Path, chosen: Path, meta: dict[str, Any]) -> list[str]:
     cwd = os.getcwd()
     os.chdir(stage)  # names in the results are relative to the bundle, as the runner sees them there
     try:
-        items = core.read_inputs(meta, [*spec["inputs"], *spec["labels"]], spec["texts"])
-        bad = [str(row) for _, row in items if isinstance(row, core.InputError)]
+        items = processing.read_inputs(meta, [*spec["inputs"], *spec["labels"]], spec["texts"])
+        bad = [str(row) for _, row in items if isinstance(row, processing.InputError)]
         if bad:
             raise ToolkitError(f"cannot make sample inputs for this model: {bad[0]}")
-        results = core.run_items(model.run, meta, items, seed=0)
+        results = processing.run_items(model.run, meta, items, seed=0)
     finally:
         os.chdir(cwd)
     doc = {**spec, "seed": 0, "results": results}
@@ -473,7 +475,7 @@ WantedBy=multi-user.target
 
 
 def device_readme(meta: dict[str, Any], target: str, fmt: str, pins: dict[str, str], model_file: str) -> str:
-    kind = core.input_kind(meta)
+    kind = processing.input_kind(meta)
     example = {
         "image": "samples/image_0.png",
         "tabular": "samples/rows.csv",
@@ -482,7 +484,7 @@ def device_readme(meta: dict[str, Any], target: str, fmt: str, pins: dict[str, s
         "text": "samples/texts.txt",
         "noise": f"{(meta.get('labels') or ['0'])[0]} --out grid.png",
     }[kind]
-    if core._image_geometry(meta) is not None:
+    if processing.image_geometry(meta) is not None:
         example = "samples/image_0.png"
     pin_list = ", ".join(f"{p} {v}" for p, v in pins.items())
     explain = ""  # `runner.py explain` (the explain/ package): not for generators, whose input is noise
@@ -492,7 +494,7 @@ def device_readme(meta: dict[str, Any], target: str, fmt: str, pins: dict[str, s
     return f"""# toolkit model bundle ({meta["task"]}, {meta.get("arch")}, {target})
 
 Runs `{model_file}` with onnxruntime and numpy only{" (Pillow for images)" if "pillow" in pins else ""}; pins: {pin_list}.
-Inputs: {core.describe(meta)}. `runner.py` does the same pre- and post-processing as `toolkit predict`.
+Inputs: {processing.describe(meta)}. `runner.py` (with `processing.py`) does the same pre- and post-processing as `toolkit predict`.
 
 ## Install
 

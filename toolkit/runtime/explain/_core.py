@@ -1,17 +1,18 @@
 """The pre- and post-processing core that explanations build on, from one place.
 
-Inside toolkit this is toolkit/runtime/edge/runner.py; in an edge bundle, where this package is copied beside
-runner.py as `explain/`, it is that runner.py (which registers itself as the module `runner` before importing
-this package, so its InputError is the one raised here). Which one is decided by where this package lives,
-not by what happens to be installed.
+Inside toolkit this is toolkit/runtime/processing.py (and the device program toolkit/runtime/edge/runner.py);
+in an edge bundle, where this package is copied beside runner.py as `explain/`, they are the bundle's
+processing.py and runner.py (which registers itself as the module `runner` before importing this package,
+and puts its folder on sys.path, so its InputError is the one raised here). Which one is decided by where
+this package lives, not by what happens to be installed.
 """
 
 from __future__ import annotations
 
 if __package__ and __package__.startswith("toolkit."):
-    from toolkit.runtime.edge import runner as core
-else:  # an edge bundle: runner.py is the module beside this package
-    import runner as core  # type: ignore[no-redef]
+    from toolkit.runtime import processing as core
+else:  # an edge bundle: processing.py and runner.py are the modules beside this package
+    import processing as core  # type: ignore[no-redef]
 
 InputError = core.InputError
 Tokenizer = core.Tokenizer
@@ -31,7 +32,7 @@ def preprocessing(meta: dict) -> dict:
 
 def image_geometry(meta: dict) -> tuple[int, int, int] | None:
     """(C, H, W) of the images the model reads (also a flattened-image MLP), else None."""
-    return core._image_geometry(meta)
+    return core.image_geometry(meta)
 
 
 def pixels(meta: dict, x):

@@ -8,7 +8,7 @@ import os
 import sys
 
 from . import engine, plots
-from ._core import InputError, core
+from ._core import InputError, runner
 from .terminal import render
 
 
@@ -37,10 +37,11 @@ def main(argv: list[str]) -> int:
     try:
         if args.out and not args.out.lower().endswith(".png"):
             raise InputError(f"--out must name a .png file (got {args.out})")
-        runner = core.Runner(
-            args.model or core.default_model(os.path.dirname(os.path.abspath(core.__file__))), args.threads
+        model = runner.Runner(
+            args.model or runner.default_model(os.path.dirname(os.path.abspath(runner.__file__))),
+            args.threads,
         )
-        meta = runner.meta
+        meta = model.meta
         method = engine.check_method(meta, args.method)
         if not args.inputs and not args.text:
             raise InputError("no inputs: give files, folders or --text")
@@ -49,14 +50,14 @@ def main(argv: list[str]) -> int:
         if bad and not args.keep_going:
             raise bad[0]
         options = engine.Options(method, args.target, args.samples, args.seed)
-        results = engine.explain_items(meta, runner.run, items, options)
+        results = engine.explain_items(meta, model.run, items, options)
         if args.out:
             _write(args.out, plots.figure(meta, items, results))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        doc = {"model": runner.path, "task": meta["task"], "method": method, "results": results}
+        doc = {"model": model.path, "task": meta["task"], "method": method, "results": results}
         print(json.dumps({**doc, **({"out": args.out} if args.out else {})}, indent=2))
     else:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
