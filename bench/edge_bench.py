@@ -4,8 +4,8 @@ Contenders, each a fresh process that loads the digits CNN (28x28 grayscale PNGs
 
 * floor            -- bare python + numpy + onnxruntime: default session, a preprocessed .npy input, argmax
                       (the issue's yardstick: "about 0.1 s and 58 MB" on a 2-core machine);
-* runner (onnx)    -- the bundle's runner.py on model.onnx: PNG decode with Pillow, resize, standardize,
-                      low-footprint session (1 thread, no arena), JSON out;
+* runner (onnx)    -- the bundle's runner.py (and the processing.py it imports) on model.onnx: PNG decode
+                      with Pillow, resize, standardize, low-footprint session (1 thread, no arena), JSON out;
 * runner (ort)     -- the same runner on the ORT-format model.ort of a `--format both` bundle;
 * toolkit predict  -- `toolkit predict model.onnx digit.png --json` (Typer, rich, the toolkit package);
 * pytorch          -- a bare PyTorch runner: the same CNN traced with torch.jit, PIL preprocessing, softmax.
@@ -215,7 +215,8 @@ def main() -> None:
         answers = {n: _label(measure_child(c)[2]) for n, c in cmds.items()}  # same digit, same label
         samples = run_rounds(cmds, args.rounds)
         table = summarize(samples)
-        sizes = {f: (paths["bundle"] / f).stat().st_size for f in ("model.onnx", "model.ort", "runner.py")}
+        files = ("model.onnx", "model.ort", "runner.py", "processing.py")
+        sizes = {f: (paths["bundle"] / f).stat().st_size for f in files}
     versions = subprocess.run(
         [
             sys.executable,

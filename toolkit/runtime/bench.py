@@ -308,7 +308,7 @@ def bench(
     writes it to `out` (default: bench.json beside the first model)."""
     from toolkit.io import write_json
     from toolkit.runtime.model import read_metadata
-    from toolkit.runtime.providers import CPU, parse, resolve
+    from toolkit.runtime.providers import resolve
 
     if not models:
         raise ToolkitError("no model to benchmark: give at least one .onnx file")
@@ -320,8 +320,41 @@ def bench(
         resolve(p, strict=True)  # unknown or missing: a one-line error before any process starts
     paths = [Path(m) for m in models]
     metas = [read_metadata(p) for p in paths]
-    contenders: list[tuple[str, dict[str, Any], Path]] = []
     base = {"batches": batches, "threads": threads, "warmup": WARMUP_SECONDS}
+    contenders = _contenders(paths, metas, run, providers, base)
+    times, peaks, loads = _measure(contenders, batches, rounds, slice_seconds, progress)
+    rows = _rows(contenders, batches, times, peaks, loads)
+    _add_speedups(rows)
+    report = {
+        "schema": REPORT_SCHEMA,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "threads": threads,
+        "batches": batches,
+        "rounds": rounds,
+        "slice_seconds": slice_seconds,
+        "task": metas[0]["task"],
+        "arch": metas[0]["arch"],
+        "results": rows,
+    }
+    out = Path(out) if out is not None else paths[0].with_name("bench.json")
+    write_json(out, report)
+    report["report"] = str(out)
+    return report
+
+
+def _contenders(
+    paths: list[Path],
+    metas: list[dict[str, Any]],
+    run: str | Path | None,
+    providers: Sequence[str],
+    base: dict[str, Any],
+) -> list[tuple[str, dict[str, Any], Path]]:
+    """(label, job, file) of every contender: PyTorch eager first with a run, then each model on each
+    provider; labels name the file where two models would read the same."""
+    from toolkit.runtime.providers import CPU, parse
+
+    contenders: list[tuple[str, dict[str, Any], Path]] = []
     if run is not None:
         run = Path(run)
         if not (run / "best.pt").is_file():
@@ -342,7 +375,18 @@ def bench(
             if any(label == c[0] for c in contenders):
                 raise ToolkitError(f"{path} is given twice (as {label!r}): give each model once")
             contenders.append((label, {**base, "kind": "ort", "path": str(path), "provider": p}, path))
+    return contenders
 
+
+def _measure(
+    contenders: list[tuple[str, dict[str, Any], Path]],
+    batches: list[int],
+    rounds: int,
+    slice_seconds: float,
+    progress: Callable[[str], None] | None,
+) -> tuple[dict[tuple[str, int], list[list[float]]], dict[str, float], dict[str, float]]:
+    """Every contender in its own process, taking turns: (latencies per (name, batch) per round, peak
+    RSS by name, load seconds by name)."""
     say = progress or (lambda _msg: None)
     procs: list[Contender] = []
     try:
@@ -360,9 +404,19 @@ def bench(
     finally:
         for c in procs:
             c.close()
+    return times, peaks, {c.name: c.load_s for c in procs}
 
+
+def _rows(
+    contenders: list[tuple[str, dict[str, Any], Path]],
+    batches: list[int],
+    times: dict[tuple[str, int], list[list[float]]],
+    peaks: dict[str, float],
+    loads: dict[str, float],
+) -> list[dict[str, Any]]:
+    """One result row per contender and batch size."""
     rows = []
-    for (name, job, file), c in zip(contenders, procs):
+    for name, job, file in contenders:
         for b in batches:
             rows.append(
                 {
@@ -375,26 +429,10 @@ def bench(
                     "round_p50_ms": [float(np.median(turn)) for turn in times[(name, b)]],
                     "size_bytes": file.stat().st_size,
                     "peak_rss_mb": peaks[name],
-                    "load_s": c.load_s,
+                    "load_s": loads[name],
                 }
             )
-    _add_speedups(rows)
-    report = {
-        "schema": REPORT_SCHEMA,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(),
-        "threads": threads,
-        "batches": batches,
-        "rounds": rounds,
-        "slice_seconds": slice_seconds,
-        "task": metas[0]["task"],
-        "arch": metas[0]["arch"],
-        "results": rows,
-    }
-    out = Path(out) if out is not None else paths[0].with_name("bench.json")
-    write_json(out, report)
-    report["report"] = str(out)
-    return report
+    return rows
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:

@@ -26,6 +26,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,6 @@ def validate(
     `provider`: cpu, cuda, tensorrt (or a list) instead of every available provider. One that is missing
     or does not start is a skipped load check with the reason, and the model is validated on CPU instead
     (strict, TOOLKIT_PROVIDER_STRICT=1: a one-line error, or a failed load check)."""
-    import onnxruntime as ort
-
-    from toolkit import __version__
     from toolkit.io import write_json
 
     t0 = time.perf_counter()
@@ -117,48 +115,16 @@ def validate(
     )
     _check_sidecar(path, meta, checks)
     inputs = evaluation_inputs(meta, data) if well_formed else None
-
-    explicit = provider is not None
     targets = _targets(provider, checks)  # [(onnxruntime name, what OnnxModel is asked for)]
-    providers = [name for name, _ in targets]
-    metrics: dict[str, Any] = {}
-    reference: dict[str, np.ndarray] | None = None  # outputs to compare with PyTorch: the CPU's if it ran
-    signed = not well_formed  # the signature is checked once, on the first session that starts
-    for provider, spec in targets:  # (a target may be appended: the CPU fall-back of one that did not start)
-        try:
-            model = OnnxModel(path, providers=spec)
-        except ToolkitError as exc:
-            checks.add("load", "fail", str(exc), provider)
-            continue
-        if provider not in model.providers:  # e.g. the CUDA provider installed on a machine without a GPU
-            checks.add(
-                "load", "skip", f"{provider} did not start here (onnxruntime fell back to CPU)", provider
-            )
-            if explicit and CPU not in providers:
-                targets.append((CPU, CPU))
-                providers.append(CPU)
-            continue
-        checks.add("load", "pass", "session on " + ", ".join(_short(p) for p in model.providers), provider)
-        if not signed:
-            _check_signature(model, meta, checks)
-            signed = True
-        if inputs is None:
-            continue
-        outputs = _check_run(model, meta, inputs, checks, provider)
-        if outputs is None:
-            continue
-        if reference is None or provider == "CPUExecutionProvider":
-            reference = outputs
-        _check_batch_sizes(model, inputs, outputs, checks, provider)
-        metrics[provider] = _check_metrics(meta, inputs, outputs, checks, provider)
+    runs = _check_providers(path, meta, inputs, targets, provider is not None, well_formed, checks)
 
     parity = None
     if ckpt_path is not None:
         _check_checkpoint(ckpt_path, meta, checks)
-        if reference is None or inputs is None:
+        if runs.reference is None or inputs is None:
             checks.add("parity", "skip", "no outputs to compare: the model did not run")
         else:
-            parity = torch_parity(meta, ckpt_path, inputs, reference, checks)
+            parity = torch_parity(meta, ckpt_path, inputs, runs.reference, checks)
 
     report_file = report_path(path)
     report = {
@@ -170,18 +136,13 @@ def validate(
         "role": meta.get("role"),
         "run": str(run_dir) if run_dir is not None else None,
         "data": {"source": inputs.source, "samples": inputs.samples} if inputs is not None else None,
-        "providers": providers,
+        "providers": runs.providers,
         "checks": checks.items,
         "main_metric": schema.dig(meta, "metrics", "main_metric"),
-        "metrics": metrics,
+        "metrics": runs.metrics,
         "parity": parity,
-        "tolerance": {
-            "accuracy_like_atol": ACCURACY_ATOL,
-            "error_metric_rtol": ERROR_RTOL,
-            "error_metrics": sorted(ERROR_METRICS),
-            "outputs": {"atol": ATOL, "rtol": RTOL},
-        },
-        "versions": {"toolkit": __version__, "onnxruntime": ort.__version__},
+        "tolerance": _tolerance(),
+        "versions": _versions(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     try:
@@ -189,6 +150,75 @@ def validate(
     except OSError as exc:
         raise ToolkitError(f"cannot write {report_file}: {exc.strerror or exc}") from None
     return report
+
+
+@dataclass
+class ProviderRuns:
+    """What the per-provider checks found: the providers tried, their metrics, the outputs for parity."""
+
+    providers: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, np.ndarray] | None = None  # the outputs compared with PyTorch: the CPU's if it ran
+
+
+def _check_providers(
+    path: Path,
+    meta: dict[str, Any],
+    inputs: Inputs | None,
+    targets: list[tuple[str, str]],
+    explicit: bool,
+    well_formed: bool,
+    checks: Checks,
+) -> ProviderRuns:
+    """Per provider: load, then (once) the signature, then run, batch sizes and metrics. A provider asked
+    for that does not start adds the CPU as a target (its fall-back)."""
+    runs = ProviderRuns([name for name, _ in targets])
+    signed = not well_formed  # the signature is checked once, on the first session that starts
+    for provider, spec in targets:  # (a target may be appended: the CPU fall-back of one that did not start)
+        try:
+            model = OnnxModel(path, providers=spec)
+        except ToolkitError as exc:
+            checks.add("load", "fail", str(exc), provider)
+            continue
+        if provider not in model.providers:  # e.g. the CUDA provider installed on a machine without a GPU
+            checks.add(
+                "load", "skip", f"{provider} did not start here (onnxruntime fell back to CPU)", provider
+            )
+            if explicit and CPU not in runs.providers:
+                targets.append((CPU, CPU))
+                runs.providers.append(CPU)
+            continue
+        checks.add("load", "pass", "session on " + ", ".join(_short(p) for p in model.providers), provider)
+        if not signed:
+            _check_signature(model, meta, checks)
+            signed = True
+        if inputs is None:
+            continue
+        outputs = _check_run(model, meta, inputs, checks, provider)
+        if outputs is None:
+            continue
+        if runs.reference is None or provider == "CPUExecutionProvider":
+            runs.reference = outputs
+        _check_batch_sizes(model, inputs, outputs, checks, provider)
+        runs.metrics[provider] = _check_metrics(meta, inputs, outputs, checks, provider)
+    return runs
+
+
+def _tolerance() -> dict[str, Any]:
+    return {
+        "accuracy_like_atol": ACCURACY_ATOL,
+        "error_metric_rtol": ERROR_RTOL,
+        "error_metrics": sorted(ERROR_METRICS),
+        "outputs": {"atol": ATOL, "rtol": RTOL},
+    }
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime as ort
+
+    from toolkit import __version__
+
+    return {"toolkit": __version__, "onnxruntime": ort.__version__}
 
 
 def _targets(provider: str | Sequence[str] | None, checks: Checks) -> list[tuple[str, str]]:
