@@ -116,3 +116,15 @@ def test_eval_on_other_data_uses_run_preprocessing(tmp_path):
     data = json.loads(invoke("eval", run, "--data", path, "--json").output)
     assert data["samples"] == 150 and data["labels"] == ["setosa", "versicolor", "virginica"]
     assert data["metrics"]["accuracy"] > 0.8
+
+
+def test_the_version_is_the_one_in_pyproject():
+    """One place for the version: pyproject.toml; toolkit.__version__ reads the installed metadata."""
+    import re
+    from pathlib import Path
+
+    import toolkit
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert toolkit.__version__ == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    assert "__version__ =" not in Path(toolkit.__file__).read_text()

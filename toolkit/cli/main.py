@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from toolkit import __version__
 from toolkit.cli import bench as bench_cmd
 from toolkit.cli import edge as edge_cmd
 from toolkit.cli import explain as explain_cmd
@@ -37,7 +36,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"toolkit {__version__}")
+        import toolkit
+
+        typer.echo(f"toolkit {toolkit.__version__}")
         raise typer.Exit()
 
 
