@@ -1,5 +1,8 @@
-"""The one exception type that reaches users as a one-line message (exit code 2), and the one helper that
-makes any exception's message one line (the CLI, export, quantize, validate, tune and the server use it)."""
+"""User errors: ToolkitError (a one-line message, exit code 2) and one_line, the one message flattener.
+
+ToolkitError is the one exception type that reaches users as a one-line message; one_line makes any
+exception's message one line (the CLI, export, quantize, validate, tune and the server use it).
+"""
 
 from __future__ import annotations
 

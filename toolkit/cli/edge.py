@@ -70,7 +70,7 @@ def pack(
     """Write a self-contained bundle to copy onto a device (onnxruntime + numpy only).
 
     The bundle holds the model (its INT8 variant when one passed its accuracy gate), model.json, runner.py
-    (needs only onnxruntime + numpy, Pillow for images), requirements.txt pinned for the target, a README and
+    and processing.py (need only onnxruntime + numpy, Pillow for images), requirements.txt pinned for the target, a README and
     systemd unit for the device, sample inputs with their expected answers, and a SHA-256 manifest.
 
     --target web writes a static folder instead: the model, onnxruntime-web (pinned, vendored), index.html and

@@ -1,6 +1,8 @@
-"""`export_run(RUN_DIR)`: the steps of toolkit.export in order — rebuild the best checkpoint, export each
-of the task's graphs with the first exporter whose graph passes every check (and its text model), then
-write them all, atomically, with their metadata."""
+"""`export_run(RUN_DIR)`: the export steps in order, from the best checkpoint to the written files.
+
+Rebuild the best checkpoint, export each of the task's graphs with the first exporter whose graph passes
+every check (and its text model), then write them all, atomically, with their metadata.
+"""
 
 from __future__ import annotations
 

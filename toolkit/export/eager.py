@@ -1,6 +1,8 @@
-"""The checkpoint run as it is exported: the run's best.pt wrapped by the task's signature (the same module
-the exporters traced), for the PyTorch side of `validate --run` (checkpoint_outputs) and the PyTorch eager
-contender of `bench --run` (eager_runner). The runtime side reaches it through toolkit.runtime.pytorch,
+"""The checkpoint run as it is exported: PyTorch outputs for validate's parity and bench's eager contender.
+
+The run's best.pt wrapped by the task's signature (the same module the exporters traced), for the PyTorch
+side of `validate --run` (checkpoint_outputs) and the PyTorch eager contender of `bench --run`
+(eager_runner). The runtime side reaches it through toolkit.runtime.pytorch,
 which says clearly when torch is not installed.
 """
 

@@ -1,6 +1,8 @@
-"""torch -> ONNX with PyTorch's exporters, tried in the order of EXPORTERS (TorchScript, then dynamo), and
-the checks every exported graph must pass: the requested opset, standard domains only, the ONNX checker
-and strict shape inference, the declared output shapes."""
+"""torch -> ONNX with PyTorch's exporters (TorchScript, then dynamo), and the checks each graph must pass.
+
+EXPORTERS are tried in order; a graph must have the requested opset, standard domains only, pass the ONNX
+checker and strict shape inference, and carry the declared output shapes.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The metadata document of an exported graph (key `toolkit`, schema SCHEMA; model.json holds the same):
-inputs with their preprocessing, outputs with their meaning, labels, thresholds, the resolved recipe, the
-test metrics, the parity figures and provenance."""
+"""The metadata document of an exported graph: the `toolkit` key of the model, and model.json beside it.
+
+Schema SCHEMA: inputs with their preprocessing, outputs with their meaning, labels, thresholds, the resolved
+recipe, the test metrics, the parity figures and provenance.
+"""
 
 from __future__ import annotations
 

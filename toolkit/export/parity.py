@@ -1,5 +1,8 @@
-"""The exported graph against PyTorch: the same inputs through onnxruntime and the wrapped module, at batch
-sizes and sequence lengths other than the traced ones; any output beyond ATOL + RTOL * |torch| fails."""
+"""Parity: the exported graph against PyTorch on the same inputs, at shapes other than the traced ones.
+
+The same inputs go through onnxruntime and the wrapped module, at batch sizes and sequence lengths other
+than the traced ones; any output beyond ATOL + RTOL * |torch| fails.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""What gets exported for each task: the model wrapped so the graph holds what a runtime would otherwise
-re-implement (softmax, target de-standardization, the anomaly score, pixel scaling), with named ports.
+"""What gets exported for each task: the wrapped model and its named input and output ports.
+
+The model is wrapped so the graph holds what a runtime would otherwise re-implement (softmax, target
+de-standardization, the anomaly score, pixel scaling).
 
 What differs by task is one entry in SIGNATURES: a function that wraps the model and names its ports.
 """

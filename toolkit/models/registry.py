@@ -1,5 +1,7 @@
-"""The model registry: architecture name -> builder (timm's `_registry`: builders import this module, never
-the package that imports them back)."""
+"""The model registry: architecture name -> builder, with `register_model` and `create_model`.
+
+As timm's `_registry`: builders import this module, never the package that imports them back.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The rows a model is measured on, rebuilt from its metadata alone: validate, quantize and bench read them here.
+"""The rows a model is measured on, rebuilt from its metadata alone (validate, quantize and bench).
 
 - evaluation_inputs: the recipe's test split (validate), or sampled inputs for a generator;
 - quantization_inputs: the validation split (quantize's accuracy gate) and a seeded sample of the train

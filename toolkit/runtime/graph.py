@@ -1,5 +1,8 @@
-"""ONNX graph utilities shared by the export rewrites and quantize: walk subgraphs, replace nodes, drop
-unread initializers, sort nodes topologically. Needs onnx, not onnxruntime or torch."""
+"""ONNX graph utilities shared by the export rewrites and quantize.
+
+Walk subgraphs, replace nodes, drop unread initializers, sort nodes topologically. Needs onnx, not
+onnxruntime or torch.
+"""
 
 from __future__ import annotations
 

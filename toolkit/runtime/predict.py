@@ -1,5 +1,4 @@
-"""Local inference driven by the model's metadata: `toolkit predict`, and the pre/post-processing the server
-builds its KServe V1 endpoint on.
+"""Local inference driven by the model's metadata: `toolkit predict`, and the server's KServe V1 endpoint.
 
 The pre- and post-processing itself lives in toolkit/runtime/processing.py, a file that imports only numpy
 (Pillow for images) because `toolkit edge pack` copies it onto devices beside the runner. Importing it here

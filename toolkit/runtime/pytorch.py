@@ -1,5 +1,7 @@
-"""The runtime side's one door to PyTorch: the run's checkpoint run as it is exported (toolkit.export.eager),
-for `validate --run` (parity) and `bench --run` (the PyTorch eager contender).
+"""The runtime side's one door to PyTorch, which says clearly when torch is not installed.
+
+The run's checkpoint run as it is exported (toolkit.export.eager), for `validate --run` (parity) and
+`bench --run` (the PyTorch eager contender).
 
 Importing this module never imports torch; each function imports the training side when called, and raises
 TorchMissing (a ToolkitError naming the extra to install) when torch is not installed.

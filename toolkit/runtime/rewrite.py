@@ -1,6 +1,7 @@
-"""Graph rewrites that `toolkit export` applies after the exporter, where onnxruntime's kernel for an op is
-the slow one: the same function in standard ONNX ops that run faster (each proven by the export's parity
-check, and listed in the metadata's provenance.rewrites).
+"""Graph rewrites `toolkit export` applies where onnxruntime's kernel for an op is the slow one.
+
+The same function in standard ONNX ops that run faster (each proven by the export's parity check, and
+listed in the metadata's provenance.rewrites).
 
 - RNN -> a Scan of MatMul + Add + Tanh (toolkit.runtime.recurrent): the RNN op 4x slower at batch 64;
 - strided ConvTranspose -> Conv + DepthToSpace (toolkit.runtime.subpixel): 1.5x on the GAN generator.

@@ -1,5 +1,7 @@
-"""The training side: recipes run into run directories (toolkit.train.run), the loop (loop), the tasks
-(tasks, anomaly, gan; registered in registry), checkpoints and plots. Imports torch.
+"""The training side: recipes trained into run directories, and re-scored. Imports torch.
+
+Modules: run (the API), loop, optim, tasks, anomaly and gan (the tasks, registered in registry),
+checkpoint, augment and plots.
 
 `from toolkit.train import train, evaluate_run` is the public API behind `toolkit train` and `toolkit eval`.
 """

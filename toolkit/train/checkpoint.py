@@ -1,5 +1,6 @@
-"""Checkpoints: written atomically; each carries the recipe and preprocessing spec that made it, so
-`load_model` rebuilds the model from the file alone.
+"""Checkpoints: written atomically, read safely, and the model rebuilt from one (`load_model`).
+
+Each checkpoint carries the recipe and preprocessing spec that made it, so the file alone rebuilds it.
 
 Checkpoints (and any weights file a user hands us) are read with `torch.load(weights_only=True)`: only
 tensors, plain containers and numbers come back, so a file received from someone else cannot run code while

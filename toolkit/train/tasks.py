@@ -1,5 +1,6 @@
-"""What differs by task, behind one small interface: loss, targets, outputs -> predictions, metrics, and
-what `toolkit eval` reports. The supervised tasks live here (classify, regress, forecast); reconstruct is in
+"""The Task interface (loss, targets, predictions, metrics, eval report) and the supervised tasks.
+
+What differs by task sits behind this one small interface. The supervised tasks live here (classify, regress, forecast); reconstruct is in
 toolkit.train.anomaly and generate in toolkit.train.gan. Each registers itself (toolkit.train.registry).
 """
 

@@ -10,7 +10,7 @@
 Everything the program needs is in the model file: the `toolkit` metadata document (read here through
 onnxruntime's custom metadata map) records the preprocessing (mean/std, tokenizer, window), the labels and
 the meaning of each output. For every input kind, with images and the exact CLI behaviour, use the bundle
-runner that `toolkit edge pack` writes (runner.py).
+runner that `toolkit edge pack` writes (runner.py with processing.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Edge deployment: bundles for devices (bundle) and the device-side runner (runner)."""

@@ -1,6 +1,8 @@
-"""`quantize(MODEL)`: the steps of toolkit.runtime.quantize in order — check the arguments, read the
-validation and calibration rows, build each candidate, gate it, retry with sensitive nodes in fp32, time the
-ones built, choose, write. No torch anywhere."""
+"""`quantize(MODEL)`: the quantize steps in order, from the arguments to the written model and report.
+
+Check the arguments, read the validation and calibration rows, build each candidate, gate it, retry with
+sensitive nodes in fp32, time the ones built, choose, write. No torch anywhere.
+"""
 
 from __future__ import annotations
 

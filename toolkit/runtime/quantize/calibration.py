@@ -1,5 +1,7 @@
-"""Calibration for static INT8: the method and how many train-split rows (the rows themselves come from
-toolkit.runtime.evalset.quantization_inputs, read by its CalibrationReader)."""
+"""Calibration for static INT8: the method and how many train-split rows.
+
+The rows themselves come from toolkit.runtime.evalset.quantization_inputs, read by its CalibrationReader.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""What quantize writes: the kept model with its metadata (the fp32 document plus a `quantization` section)
-and model.json beside it, and quantize.json listing every candidate (schema REPORT_SCHEMA)."""
+"""What quantize writes: the kept model with its metadata, and quantize.json listing every candidate.
+
+The kept model carries the fp32 document plus a `quantization` section (also in its .json sidecar);
+quantize.json has schema REPORT_SCHEMA.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Latency of fp32 and every candidate, measured in turns at each batch size; speed-ups paired per round
-(toolkit.runtime.bench.paired_speedup), so load from another tenant of the machine hits all alike."""
+"""Latency of fp32 and every candidate, measured in turns at each batch size.
+
+Speed-ups are paired per round (toolkit.runtime.bench.paired_speedup), so load from another tenant of the
+machine hits all alike.
+"""
 
 from __future__ import annotations
 
