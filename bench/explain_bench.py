@@ -132,8 +132,7 @@ def agreement(run: Path, model, rows: np.ndarray) -> dict:
     from captum.attr import IntegratedGradients
 
     from toolkit.runtime.explain.evaluate import spearman
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     net = load_model(load_checkpoint(run / "best.pt")).eval()
     ig = IntegratedGradients(lambda x: torch.softmax(net(x), dim=-1))
@@ -264,8 +263,7 @@ def cli_seconds(run: Path, rounds: int) -> dict:
 GRADIENT_MODEL = r"""
 import re, warnings, torch
 warnings.filterwarnings("ignore")
-from toolkit.train.checkpoint import load_checkpoint
-from toolkit.train.loop import load_model
+from toolkit.train.checkpoint import load_checkpoint, load_model
 net = load_model(load_checkpoint(__import__("sys").argv[1])).eval()
 for p in net.parameters():
     p.requires_grad_(False)

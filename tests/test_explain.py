@@ -127,8 +127,7 @@ def test_integrated_gradients_agree_with_captum(digits_mlp):
     import torch
     from captum.attr import IntegratedGradients
 
-    from toolkit.train.checkpoint import load_checkpoint
-    from toolkit.train.loop import load_model
+    from toolkit.train.checkpoint import load_checkpoint, load_model
 
     net = load_model(load_checkpoint(digits_mlp / "best.pt")).eval()
     probs = lambda x: torch.softmax(net(x), dim=-1)  # noqa: E731

@@ -77,7 +77,7 @@ def client_arrays(source: str, spec: dict[str, Any], rec: Recipe) -> tuple[np.nd
 
 
 def make_task(rec: Recipe, spec: dict[str, Any]) -> Any:
-    from toolkit.train.tasks import make_task as _make
+    from toolkit.train.registry import make_task as _make
 
     return _make(rec, spec)
 
@@ -117,7 +117,8 @@ def train_local(
     """`epochs` passes of the shared train_one_epoch over one client's data; returns the last mean loss.
 
     The optimizer is the recipe's, built fresh each round (its state does not travel between rounds)."""
-    from toolkit.train.loop import Batches, build_optimizer, train_one_epoch
+    from toolkit.train.loop import Batches, train_one_epoch
+    from toolkit.train.optim import build_optimizer
 
     task = make_task(rec, spec)
     objective = _Proximal(task, model, proximal_mu) if proximal_mu > 0 else task
@@ -161,9 +162,9 @@ def save_model(
 ) -> None:
     """A checkpoint in the format `toolkit train` writes (best.pt / last.pt); `round_` is stored as the epoch."""
     from toolkit.train.checkpoint import save_checkpoint
-    from toolkit.train.loop import _model_payload
+    from toolkit.train.loop import model_payload
 
-    save_checkpoint(path, {**_model_payload(rec, splits, model, round_ - 1), **extra})
+    save_checkpoint(path, {**model_payload(rec, splits, model, round_ - 1), **extra})
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

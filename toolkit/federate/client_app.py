@@ -29,7 +29,7 @@ from toolkit.federate.privacy import client_mods
 
 JOB_KEY = "toolkit-job"  # ConfigRecord key of the JSON job the server sends with every train message
 
-app = ClientApp(mods=client_mods())
+app = ClientApp(mods=client_mods(JOB_KEY))
 
 
 @app.train()

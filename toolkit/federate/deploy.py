@@ -21,7 +21,6 @@ from toolkit.federate.run import (
     federation_meta,
     finish,
     prepare,
-    sampled_clients,
     watch,
     write_start,
 )
@@ -70,7 +69,7 @@ def serve(
 ) -> FederateResult:
     """Run the server: wait for `federate.clients` clients, train for the recipe's rounds, write the run."""
     from toolkit.federate import launch
-    from toolkit.federate.privacy import describe
+    from toolkit.federate.privacy import describe, sampled_clients
 
     check_security(insecure, list((tls or {}).values()) or [None, None, None], "server")
     if auth_keys and insecure:

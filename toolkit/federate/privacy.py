@@ -67,20 +67,28 @@ def describe(cfg: PrivacyConfig, sampled_clients: int) -> dict[str, Any]:
     return out
 
 
-def client_mods() -> list[Any]:
-    """The ClientApp's mods: one that applies the client-side part of the job's privacy mode (if any)."""
-    return [_privacy_mod]
+def sampled_clients(cfg: Any, clients: int) -> int:
+    """How many clients a round samples: Flower's int(connected * fraction_train), at least one."""
+    return max(int(clients * cfg.fraction_fit), 1)
 
 
-def _privacy_mod(msg: Any, context: Any, call_next: Any) -> Any:
+def client_mods(job_key: str) -> list[Any]:
+    """The ClientApp's mods: one that applies the client-side part of the job's privacy mode (if any); the
+    job is the JSON the server sends under `job_key` in each train message's config."""
+
+    def privacy_mod(msg: Any, context: Any, call_next: Any) -> Any:
+        return _privacy_mod(msg, context, call_next, job_key)
+
+    return [privacy_mod]
+
+
+def _privacy_mod(msg: Any, context: Any, call_next: Any, job_key: str) -> Any:
     from flwr.app import MessageType
 
     if msg.metadata.message_type != MessageType.TRAIN or msg.has_error():
         return call_next(msg, context)
-    from toolkit.federate.client_app import JOB_KEY
-
     config = msg.content["config"]
-    privacy = json.loads(str(config[JOB_KEY]))["recipe"].get("federate", {}).get("privacy", {})
+    privacy = json.loads(str(config[job_key]))["recipe"].get("federate", {}).get("privacy", {})
     mode = privacy.get("mode", "none")
     if mode == "client":
         from flwr.clientapp.mod import fixedclipping_mod

@@ -21,11 +21,6 @@ class FederateResult:
     history: list[dict[str, Any]]
 
 
-def sampled_clients(cfg: Any, clients: int) -> int:
-    """How many clients a round samples: Flower's int(connected * fraction_train), at least one."""
-    return max(int(clients * cfg.fraction_fit), 1)
-
-
 def prepare(
     recipe: Any, data: str | None, target: str | None, overrides: list[str] | tuple[str, ...], out: Any
 ) -> tuple[Any, Any, Path]:

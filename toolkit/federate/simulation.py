@@ -14,7 +14,6 @@ from toolkit.federate.run import (
     federation_meta,
     finish,
     prepare,
-    sampled_clients,
     watch,
     write_start,
 )
@@ -36,7 +35,7 @@ def simulate(
     the server's columns and labels before anything starts). `on_round(round, federation)` runs as each round
     lands (tests use it to kill a client mid-run)."""
     from toolkit.federate import launch
-    from toolkit.federate.privacy import describe
+    from toolkit.federate.privacy import describe, sampled_clients
 
     rec, splits, run_dir = prepare(recipe, data, target, overrides, out)
     fed = rec.federate

@@ -17,7 +17,6 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
 
 from toolkit.federate import privacy
-from toolkit.federate.run import sampled_clients
 from toolkit.recipe import FederateConfig
 
 
@@ -35,7 +34,7 @@ def build_strategy(cfg: FederateConfig, clients: int, lr: float) -> Recorder:
         base = FedAdam(**common, eta=cfg.server_lr, eta_l=lr)
     else:
         base = FedAvg(**common)
-    return Recorder(privacy.wrap_strategy(base, cfg.privacy, sampled_clients(cfg, clients)))
+    return Recorder(privacy.wrap_strategy(base, cfg.privacy, privacy.sampled_clients(cfg, clients)))
 
 
 def _bytes(record: Any) -> int:
