@@ -157,10 +157,12 @@ def sessions(browser, bundle: Path, rounds: int = 12) -> dict[str, float]:
 
 
 def python_inference(bundle: Path, n: int) -> dict[str, float]:
-    from toolkit.runtime.edge import runner as core
+    from toolkit.runtime import processing
 
     meta = json.loads((bundle / "model.json").read_text())
-    row = core.image_to_row(meta, core.decode_image((bundle / "samples" / "image_0.png").read_bytes(), meta))
+    row = processing.image_to_row(
+        meta, processing.decode_image((bundle / "samples" / "image_0.png").read_bytes(), meta)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "x.npy", row[None])
         proc = subprocess.run(
@@ -172,7 +174,7 @@ def python_inference(bundle: Path, n: int) -> dict[str, float]:
 
 def parity(browser, bundle: Path) -> float:
     """Largest |page - onnxruntime in Python| over every output of the bundle's samples."""
-    from toolkit.runtime.edge import runner as core
+    from toolkit.runtime import processing
     from toolkit.runtime.edge.browser import page_ready, serve_folder
     from toolkit.runtime.model import OnnxModel
 
@@ -186,9 +188,9 @@ def parity(browser, bundle: Path) -> float:
         {"b64": base64.b64encode((bundle / x["file"]).read_bytes()).decode()} if isinstance(x, dict) else x
         for x in instances
     ]
-    rows = [core.prepare_instance(meta, x, "sample") for x in raw]
+    rows = [processing.prepare_instance(meta, x, "sample") for x in raw]
     want = OnnxModel(bundle / "model.onnx", providers=["CPUExecutionProvider"]).run(
-        core.batch_feeds(meta, rows)
+        processing.batch_feeds(meta, rows)
     )
     return max(
         float(np.abs(np.asarray([g[k] for g in got], dtype=np.float64).reshape(v.shape) - v).max())

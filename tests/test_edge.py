@@ -22,7 +22,7 @@ import pytest
 from helpers import assert_one_line_error
 from test_predict import exported
 
-from toolkit.runtime.edge import bundle
+from toolkit.runtime.edge import bundle, packing
 from toolkit.runtime.edge.runner import close
 from toolkit.runtime.predict import feeds_from_instances, predict, predictions_from_outputs
 
@@ -156,7 +156,7 @@ def test_smoke_fails_when_the_model_answers_differently(cli, tmp_path_factory, t
     bundle.pack(runs[0], out)
     shutil.copyfile(runs[1] / "model.onnx", out / "model.onnx")
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["files"]["model.onnx"] = bundle._file_entry(out / "model.onnx")
+    manifest["files"]["model.onnx"] = packing.file_entry(out / "model.onnx")
     (out / "manifest.json").write_text(json.dumps(manifest))
     result = cli("edge", "verify", out)
     assert result.exit_code == 1 and "smoke" in result.output and "FAIL" in result.output

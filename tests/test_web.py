@@ -21,8 +21,8 @@ from chromium import WEBGPU_FLAGS
 from helpers import assert_one_line_error
 from test_predict import exported
 
+from toolkit.runtime import processing
 from toolkit.runtime.edge import browser as chromium
-from toolkit.runtime.edge import runner as core
 from toolkit.runtime.edge import web
 from toolkit.runtime.edge.bundle import pack
 from toolkit.runtime.edge.runner import close
@@ -74,8 +74,8 @@ def _png(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
 def _extra_inputs(name: str, folder: Path, meta: dict) -> list:
     """Inputs beyond the bundle's samples: real digits at other sizes and modes, rows given as objects or
     strings, a longer series, texts with unknown words and capitals."""
-    kind = core.input_kind(meta)
-    if core._image_geometry(meta) is not None:
+    kind = processing.input_kind(meta)
+    if processing.image_geometry(meta) is not None:
         from sklearn.datasets import load_digits
 
         digits = (load_digits().images[:4] * 255 / 16).astype(np.uint8)
@@ -90,7 +90,7 @@ def _extra_inputs(name: str, folder: Path, meta: dict) -> list:
             (folder / file).write_bytes(data)
         return [{"file": f} for f in files]
     if kind == "tabular":
-        names = core._feature_names(meta)
+        names = processing.feature_names(meta)
         mean = meta["inputs"][0]["preprocessing"]["mean"]
         return [dict(zip(names, mean)), [f"{v:.3f}" for v in mean], [None] * len(names)]
     if kind == "series":
@@ -104,7 +104,7 @@ def _python_instance(meta: dict, x, folder: Path):
     if isinstance(x, dict) and "file" in x:
         return {"b64": base64.b64encode((folder / x["file"]).read_bytes()).decode()}
     if isinstance(x, dict):
-        return [x[n] for n in core._feature_names(meta)]
+        return [x[n] for n in processing.feature_names(meta)]
     return x
 
 
@@ -119,7 +119,7 @@ def _parity(page, folder: Path, backend: str = "wasm") -> float:
     got = page.evaluate(PARITY_JS, {"inputs": inputs, "backend": backend})
     assert got["backend"] == backend
     rows = [
-        core.prepare_instance(meta, _python_instance(meta, x, folder), f"input {i}")
+        processing.prepare_instance(meta, _python_instance(meta, x, folder), f"input {i}")
         for i, x in enumerate(inputs)
     ]
     for i, (js, py) in enumerate(zip(got["rows"], rows)):
@@ -132,7 +132,7 @@ def _parity(page, folder: Path, backend: str = "wasm") -> float:
     outputs = OnnxModel(
         json.loads((bundle_dir / "manifest.json").read_text())["model"]["file"],
         providers=["CPUExecutionProvider"],
-    ).run(core.batch_feeds(meta, rows))
+    ).run(processing.batch_feeds(meta, rows))
     worst = 0.0
     for name, want in outputs.items():
         js = np.asarray([r["outputs"][name] for r in got["results"]], dtype=np.float64).reshape(want.shape)

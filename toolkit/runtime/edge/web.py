@@ -3,7 +3,7 @@
 The folder holds the model (ONNX, or onnxruntime's ORT format with --format ort), model.json (the metadata
 document: onnxruntime-web does not expose an ONNX file's custom metadata), onnxruntime-web's runtime files in
 ort/ (the WebAssembly build, and the WebGPU build unless --no-webgpu), toolkit-web.mjs (the JS API: the
-metadata's pre- and post-processing, as toolkit/runtime/edge/runner.py applies it in Python), index.html with
+metadata's pre- and post-processing, as toolkit/runtime/processing.py applies it in Python), index.html with
 its page (a self-test on the bundled samples, then a form for the user's own input), sample inputs with the
 answers `toolkit predict` gives them (samples/expected.json), a README and a SHA-256 manifest.
 
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError
-from toolkit.runtime.edge import bundle
-from toolkit.runtime.edge import runner as core
+from toolkit.runtime import processing
+from toolkit.runtime.edge import packing
 from toolkit.runtime.model import OnnxModel, read_metadata
 
 WEBUI = Path(__file__).resolve().parents[1] / "webui"
@@ -51,7 +51,7 @@ def ort_web_version() -> str:
 
 def _installed_dist() -> Path:
     return (
-        bundle._cache_dir()
+        packing.cache_dir()
         / f"onnxruntime-web-{ort_web_version()}"
         / "node_modules"
         / "onnxruntime-web"
@@ -122,12 +122,12 @@ def sample_instances(stage: Path, meta: dict[str, Any]) -> list[Any]:
     """Raw inputs for the page's self-test, written under samples/: images as PNG files ({"file": path}) at
     the trained size, at twice that size (the resize path) and in the other colour mode; feature rows (one
     with a missing value), a series, texts (one with an unknown word), or labels."""
-    folder = stage / bundle.SAMPLES
+    folder = stage / packing.SAMPLES
     folder.mkdir()
     rng = np.random.default_rng(0)
-    kind = core.input_kind(meta)
+    kind = processing.input_kind(meta)
     pre = meta["inputs"][0].get("preprocessing") or {}
-    geom = core._image_geometry(meta)
+    geom = processing.image_geometry(meta)
     if kind == "noise":
         return list((meta.get("labels") or ["0"])[:3])
     if geom is not None:
@@ -140,7 +140,7 @@ def sample_instances(stage: Path, meta: dict[str, Any]) -> list[Any]:
         ):
             side = (h * scale, w * scale)
             pixels = (rng.random((*side, 3 if mode == "RGB" else 1)) * 255).astype(np.uint8)
-            name = f"{bundle.SAMPLES}/image_{i}.png"
+            name = f"{packing.SAMPLES}/image_{i}.png"
             Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode).save(stage / name)
             out.append({"file": name})
         return out
@@ -169,7 +169,11 @@ def python_answers(model: OnnxModel, meta: dict[str, Any], stage: Path, instance
         for x in instances
     ]
     feeds = feeds_from_instances(meta, raw)
-    labels = [core.label_index(meta, x, "sample") for x in raw] if core.input_kind(meta) == "noise" else None
+    labels = (
+        [processing.label_index(meta, x, "sample") for x in raw]
+        if processing.input_kind(meta) == "noise"
+        else None
+    )
     return predictions_from_outputs(meta, model.run(feeds), label_indices=labels)
 
 
@@ -178,8 +182,8 @@ def write_samples(stage: Path, chosen: Path, meta: dict[str, Any]) -> list[str]:
     model = OnnxModel(chosen, providers=["CPUExecutionProvider"])
     results = python_answers(model, meta, stage, instances)
     doc = {"instances": instances, "results": results}
-    (stage / bundle.SAMPLES / "expected.json").write_text(json.dumps(doc, indent=2) + "\n")
-    return sorted(str(p.relative_to(stage)) for p in (stage / bundle.SAMPLES).iterdir())
+    (stage / packing.SAMPLES / "expected.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return sorted(str(p.relative_to(stage)) for p in (stage / packing.SAMPLES).iterdir())
 
 
 # --------------------------------------------------------------------------------------------- pack
@@ -198,8 +202,8 @@ def pack_web(
     bench/results/web.json) and ONNX for WebGPU (whose NHWC layout rewrite needs the ONNX graph)."""
     t0 = time.perf_counter()
     fmt = fmt or ("both" if webgpu else "ort")
-    if fmt not in bundle.FORMATS:
-        raise ToolkitError(f"unknown --format {fmt!r}; allowed: {', '.join(bundle.FORMATS)}")
+    if fmt not in packing.FORMATS:
+        raise ToolkitError(f"unknown --format {fmt!r}; allowed: {', '.join(packing.FORMATS)}")
     if fmt == "ort" and webgpu:
         raise ToolkitError(
             "--format ort runs on WebAssembly only (WebGPU sessions need model.onnx): use --format both, "
@@ -208,8 +212,8 @@ def pack_web(
     out = Path(out)
     if out.exists() and not force:
         raise ToolkitError(f"{out} already exists; choose another --out or pass --force to replace it")
-    source = bundle.resolve_model(model_path)
-    chosen, variant, why = bundle.choose_variant(source)
+    source = packing.resolve_model(model_path)
+    chosen, variant, why = packing.choose_variant(source)
     meta = read_metadata(chosen)
     dist = ort_web_dist(ort_web, webgpu)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +221,7 @@ def pack_web(
     try:
         files, web = _fill(stage, chosen, meta, fmt, dist, webgpu)
         manifest = {
-            "bundle": bundle.BUNDLE_SCHEMA,
+            "bundle": packing.BUNDLE_SCHEMA,
             "model": {"source": str(source), "file": str(chosen), "variant": variant, "why": why,
                       "task": meta["task"], "role": meta.get("role"), "quantization": meta.get("quantization")},
             "target": "web",
@@ -226,12 +230,12 @@ def pack_web(
             **({"ort_converter": web["ort_converter"]} if web.get("ort_converter") else {}),
             "web": web,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": {name: bundle._file_entry(stage / name) for name in sorted(files)},
+            "files": {name: packing.file_entry(stage / name) for name in sorted(files)},
         }  # fmt: skip
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         sums = "".join(f"{e['sha256']}  {n}\n" for n, e in manifest["files"].items())
         (stage / "SHA256SUMS").write_text(sums)
-        bundle._replace(stage, out)
+        packing.swap_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -261,8 +265,8 @@ def _fill(
     if fmt in ("ort", "both"):
         # Written by the onnxruntime release the page runs (the ORT format is read by the version that wrote
         # it and newer ones): its wheel for this machine is fetched once into the user's cache.
-        converter = bundle.converter_path(ort_web_version())
-        files += bundle.convert_to_ort(chosen, stage, "web", converter)
+        converter = packing.converter_path(ort_web_version())
+        files += packing.convert_to_ort(chosen, stage, "web", converter)
         web["ort_converter"] = ort_web_version()
     web["models"] = {"wasm": "model.onnx" if fmt == "onnx" else "model.ort"}
     if webgpu:
@@ -286,7 +290,7 @@ def web_readme(meta: dict[str, Any], web: dict[str, Any]) -> str:
 
 A static folder: the model runs in the page with onnxruntime-web {web["ort_web"]} ({backends}):
 {", ".join(f"`{f}` on {b}" for b, f in web["models"].items())}.
-Inputs: {core.describe(meta)}. toolkit-web.mjs applies the same pre- and post-processing as `toolkit predict`.
+Inputs: {processing.describe(meta)}. toolkit-web.mjs applies the same pre- and post-processing as `toolkit predict`.
 
 ## Open the page
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 if __package__ and __package__.startswith("toolkit."):
     from toolkit.runtime import processing as core
+    from toolkit.runtime.edge import runner  # noqa: F401  (edge.py's Runner)
 else:  # an edge bundle: processing.py and runner.py are the modules beside this package
     import processing as core  # type: ignore[no-redef]
+    import runner  # type: ignore[no-redef]  # noqa: F401
 
 InputError = core.InputError
 Tokenizer = core.Tokenizer
