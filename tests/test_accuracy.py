@@ -1,12 +1,19 @@
 """Acceptance: default recipes on CPU reach the promised test accuracy, on builtin data and on the same data
-as a CSV file or an image folder (slow: full default training, ~1 minute in all on 2 cores)."""
+as a CSV file or an image folder (slow: full default training).
+
+A default run that several tests judge is trained once per session (runs.default_run): the default CNN is
+also the default GAN's judge (test_gan), and each text recipe's langid run answers for the same texts read
+from a CSV file once the CSV is shown to give the very same splits.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
+from runs import default_run
 
 from toolkit.train import train
 
@@ -37,14 +44,19 @@ def _digits_folder(root):
     return root
 
 
-@pytest.mark.parametrize(
-    "recipe, data, minimum",
-    [
-        ("cnn", None, 0.985),
-        ("mlp", None, 0.96),
-        ("mlp", "builtin:wine", 0.95),
-    ],
-)
+CPU = ("train.device=cpu",)  # the default GAN's judge is trained on the GAN's device: on CPU here
+
+
+def _metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_default_cnn_accuracy_on_builtin_digits(tmp_path_factory):
+    m = _metrics(default_run(tmp_path_factory, "cnn", CPU))
+    assert m["accuracy"] >= 0.985, m
+
+
+@pytest.mark.parametrize("recipe, data, minimum", [("mlp", None, 0.96), ("mlp", "builtin:wine", 0.95)])
 def test_default_recipe_accuracy_on_builtin_data(tmp_path, recipe, data, minimum):
     res = train(recipe, data=data, out=tmp_path / "run")
     assert res.metrics["accuracy"] >= minimum, res.metrics
@@ -87,15 +99,31 @@ TEXT_MINIMUM = 0.95  # the accuracy the README states for the default text recip
 
 
 @pytest.mark.parametrize("recipe", ["transformer", "lstm-text"])
-def test_text_recipes_on_builtin_langid(tmp_path, recipe):
-    m = train(recipe, out=tmp_path / "run").metrics
+def test_text_recipes_on_builtin_langid(tmp_path_factory, recipe):
+    m = _metrics(default_run(tmp_path_factory, recipe))
     assert m["accuracy"] >= TEXT_MINIMUM, m
 
 
 @pytest.mark.parametrize("recipe", ["transformer", "lstm-text"])
-def test_text_recipes_on_generated_csv(tmp_path, recipe):
+def test_text_recipes_on_generated_csv(tmp_path_factory, tmp_path, recipe):
+    """The same texts as a CSV file: the splits (texts as token ids, labels, tokenizer) equal builtin:langid's,
+    so training on them is the builtin run over again (seeded, deterministic): its accuracy is the CSV's."""
+    from toolkit.data import load_splits
+    from toolkit.recipe import load_recipe
+
     path = _langid_csv(tmp_path / "langid.csv")
-    m = train(recipe, data=str(path), overrides=["data.text_column=sentence"], out=tmp_path / "run").metrics
+    builtin = load_recipe(recipe)
+    csv_recipe = load_recipe(recipe, [f"data.source={path}", "data.text_column=sentence"])
+    a, b = (load_splits(r.data, r.task, "tokens", r.train.seed) for r in (builtin, csv_recipe))
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(a, f"x_{split}"), getattr(b, f"x_{split}"))
+        np.testing.assert_array_equal(getattr(a, f"y_{split}"), getattr(b, f"y_{split}"))
+    where = ("source", "text_column")  # the spec records where the texts came from; the rest is equal
+    assert {k: v for k, v in a.spec.items() if k not in where} == {
+        k: v for k, v in b.spec.items() if k not in where
+    }
+    assert a.spec["tokenizer"] == b.spec["tokenizer"] and len(a.y_test) > 100
+    m = _metrics(default_run(tmp_path_factory, recipe))
     assert m["accuracy"] >= TEXT_MINIMUM, m
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import pytest
 from helpers import assert_one_line_error
-from test_predict import exported
+from runs import exported
 
 from toolkit.runtime.edge import bundle, packing
 from toolkit.runtime.edge.runner import close

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_predict import exported
+from runs import exported
 
 from toolkit.runtime.edge import bundle
 from toolkit.runtime.edge.runner import close

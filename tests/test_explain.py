@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import ANSI, NO_TORCH, assert_one_line_error
+from runs import exported
 from test_edge import BLOCK
-from test_predict import exported
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.explain import engine

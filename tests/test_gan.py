@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers import assert_one_line_error
 from PIL import Image
+from runs import GAN, default_run, exported
 
 from toolkit.errors import ToolkitError
 from toolkit.models import create_model
@@ -22,29 +23,18 @@ from toolkit.train.gan import generate
 from toolkit.train.loop import Batches
 from toolkit.train.registry import make_task
 
-TINY = [
-    "model.width=4",
-    "model.latent=4",
-    "model.samples_per_class=4",
-    "train.epochs=2",
-    "train.batch_size=256",
-]
-TINY_JUDGE = ["train.epochs=1", "model.channels=[4]", "model.hidden=8", "train.batch_size=256"]
+TINY = GAN  # the shared tiny GAN (tests/runs.py): trained once per session with these overrides
 
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory) -> Path:
     """A one-epoch classifier on digits: a poor judge, but a real one (the metrics' plumbing is tested)."""
-    out = tmp_path_factory.mktemp("judge") / "judge"
-    train("cnn", overrides=TINY_JUDGE, out=out)
-    return out
+    return exported(tmp_path_factory, "digits")
 
 
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory, judge) -> Path:
-    out = tmp_path_factory.mktemp("gan") / "run"
-    train("gan", overrides=[*TINY, f"model.judge={judge}"], out=out)
-    return out
+    return exported(tmp_path_factory, "gan")  # TINY, judged by `judge`
 
 
 def _tiny_model(shape=(1, 8, 8), classes=10):
@@ -177,11 +167,14 @@ def test_a_classifier_on_flattened_pixels_can_judge(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_recipe_acceptance(tmp_path):
-    """Defaults on CPU (judge trained on the fly): the judge recognizes >= 95% of the samples as the class
-    asked for, and they vary at least half as much as real digits do."""
+def test_default_recipe_acceptance(tmp_path_factory, tmp_path):
+    """Defaults on CPU: the judge recognizes >= 95% of the samples as the class asked for, and they vary at
+    least half as much as real digits do. The judge is the default CNN on CPU, the very run a default GAN
+    trains on the fly (same recipe, seed, split and device), shared with test_accuracy; training a judge on
+    the fly is tested above (test_image_folder_rgb_with_a_judge_trained_on_the_fly)."""
+    judge = default_run(tmp_path_factory, "cnn", ("train.device=cpu",))
     t0 = time.perf_counter()
-    result = train("gan", overrides=["train.device=cpu"], out=tmp_path / "gan")
+    result = train("gan", overrides=["train.device=cpu", f"model.judge={judge}"], out=tmp_path / "gan")
     seconds = time.perf_counter() - t0
     print(f"gan-image defaults: {result.metrics} in {seconds:.0f} s")
     assert result.metrics["class_agreement"] >= 0.95

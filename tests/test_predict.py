@@ -14,65 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, two_class_text_csv
+from helpers import assert_one_line_error
+from runs import exported
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime.model import OnnxModel
 from toolkit.runtime.predict import feeds_from_instances, predict, predictions_from_outputs
-
-# Tiny recipes: seconds of training each; the models only need to be real, not good.
-MODELS = {
-    "iris": ("mlp-tabular", "builtin:iris", ["model.hidden=[8]", "train.epochs=8", "train.lr=0.05"]),
-    "digits": (
-        "cnn-image",
-        "builtin:digits",
-        ["train.epochs=1", "model.channels=[4]", "model.hidden=8", "train.batch_size=256"],
-    ),
-    "regress": ("mlp-regress", "builtin:diabetes", ["model.hidden=[8]", "train.epochs=2"]),
-    "forecast": ("rnn-forecast", None, ["model.hidden=8", "train.epochs=1", "train.patience=0"]),
-    "anomaly": (
-        "autoencoder-anomaly",
-        None,
-        ["train.epochs=1", "model.latent=2", "model.channels=[4]", "train.batch_size=256"],
-    ),
-    "text": ("lstm-text", "TEXT_CSV", ["model.hidden=8", "model.embed_dim=8", "train.epochs=2"]),
-    "gan": (
-        "gan-image",
-        None,
-        [
-            "model.width=4",
-            "model.latent=4",
-            "model.samples_per_class=4",
-            "train.epochs=1",
-            "train.batch_size=256",
-        ],
-    ),
-}
-JUDGE = ["train.epochs=1", "model.channels=[4]", "model.hidden=8", "train.batch_size=256"]
-
-
-def exported(tmp_path_factory, name: str) -> Path:
-    """The run directory of MODELS[name], trained and exported once per test session (shared with
-    test_edge.py through the session's base temporary folder)."""
-    from toolkit.export import export_run
-    from toolkit.train import train
-
-    root = tmp_path_factory.getbasetemp() / "predict-models"
-    run = root / name
-    if (run / "model.onnx").is_file():
-        return run
-    recipe, data, overrides = MODELS[name]
-    root.mkdir(exist_ok=True)
-    if data == "TEXT_CSV":
-        data = str(two_class_text_csv(root / "text.csv"))
-    if name == "gan":
-        judge = root / "judge"
-        if not (judge / "best.pt").is_file():
-            train("cnn", overrides=JUDGE, out=judge)
-        overrides = [*overrides, f"model.judge={judge}"]
-    train(recipe, data=data, overrides=overrides, out=run)
-    export_run(run)
-    return run
 
 
 def digit_folder(root: Path, side: int = 16, per_class: int = 12) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 from helpers import assert_one_line_error
+from runs import exported
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime import schema
@@ -25,33 +26,15 @@ from toolkit.runtime.validate import ACCURACY_ATOL, ERROR_RTOL
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("validate")
+def classifier(tmp_path_factory) -> Path:
+    """An MLP on builtin:iris, right most of the time, exported: RUN_DIR (shared, tests/runs.py)."""
+    return exported(tmp_path_factory, "iris")
 
 
 @pytest.fixture(scope="module")
-def classifier(workdir) -> Path:
-    """An MLP on builtin:iris, trained long enough to be right most of the time, exported: RUN_DIR."""
-    from toolkit.export import export_run
-    from toolkit.train import train
-
-    run = workdir / "iris"
-    overrides = ["model.hidden=[16]", "train.epochs=30", "train.patience=0", "train.lr=0.01"]
-    train("mlp-tabular", data="builtin:iris", overrides=overrides, out=run)
-    export_run(run)
-    return run
-
-
-@pytest.fixture(scope="module")
-def forecaster(workdir) -> Path:
-    from toolkit.export import export_run
-    from toolkit.train import train
-
-    run = workdir / "sunspots"
-    overrides = ["model.hidden=16", "train.epochs=2", "train.patience=0"]
-    train("rnn-forecast", overrides=overrides, out=run)
-    export_run(run)
-    return run
+def forecaster(tmp_path_factory) -> Path:
+    """An Elman RNN on the builtin sunspots series, exported: RUN_DIR (shared, tests/runs.py)."""
+    return exported(tmp_path_factory, "forecast")
 
 
 def _checks(report: dict) -> dict[str, str]:
