@@ -66,6 +66,14 @@ def pack(
             "once with npm into the user's cache; env TOOLKIT_ORT_WEB).",
         ),
     ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            help="EC private key (PEM) that signs the bundle: bundle.sig over manifest.json and every file "
+            "(runner.py --verify-key PUB.pem checks it on the device; needs toolkit[sign]).",
+        ),
+    ] = None,
 ) -> None:
     """Write a self-contained bundle to copy onto a device (onnxruntime + numpy only).
 
@@ -78,7 +86,7 @@ def pack(
     """
     from toolkit.runtime.edge.bundle import pack as run_pack
 
-    report = run_pack(model, out, target, fmt, tar, ort_version, force, check, webgpu, ort_web)
+    report = run_pack(model, out, target, fmt, tar, ort_version, force, check, webgpu, ort_web, sign_key)
     if as_json:
         print_json(report)
         return
@@ -113,6 +121,10 @@ def verify(
         str | None, typer.Option(help="The Python to run the runner with (default: this one).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="Public key (PEM): also check the bundle's signature (bundle.sig)."),
+    ] = None,
 ) -> None:
     """Check a bundle against its SHA-256 manifest and run a smoke inference.
 
@@ -122,7 +134,7 @@ def verify(
     """
     from toolkit.runtime.edge.bundle import verify as run_verify
 
-    report = run_verify(bundle, python)
+    report = run_verify(bundle, python, key=key)
     if as_json:
         print_json(report)
     else:

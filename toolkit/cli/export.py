@@ -25,6 +25,14 @@ def export(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the files written and their metadata as JSON.")
     ] = False,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            help="EC private key (PEM): sign each model written (MODEL.onnx.sig).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Export a run to a self-describing ONNX model (model.onnx and a model.json sidecar).
 
@@ -34,6 +42,7 @@ def export(
 
     result = export_run(run_dir, out, opset, exporter)
     files = [result, *result.parts]
+    signatures = sign_all([r.path for r in files], sign_key)
     if as_json:
         print_json(
             {
@@ -42,12 +51,24 @@ def export(
                     {"path": str(r.path), "sidecar": str(r.sidecar), "bytes": r.bytes, "metadata": r.metadata}
                     for r in files
                 ],
+                "signatures": [str(p) for p in signatures],
             }
         )
         return
     for r in files:
         _summary(r)
+    for sig in signatures:
+        console.print(f"signed: {escape(str(sig))}")
     console.print(f"exported in {result.seconds:.1f} s")
+
+
+def sign_all(paths: list[Path], key: Path | None) -> list[Path]:
+    """--sign-key: a signature beside each model written (nothing when no key was given)."""
+    if key is None:
+        return []
+    from toolkit.runtime import trust
+
+    return [trust.sign(p, key) for p in paths]
 
 
 def _summary(result: Any) -> None:

@@ -17,6 +17,7 @@ from toolkit.cli import predict as predict_cmd
 from toolkit.cli import quantize as quantize_cmd
 from toolkit.cli import recipes as recipes_cmd
 from toolkit.cli import serve as serve_cmd
+from toolkit.cli import sign as sign_cmd
 from toolkit.cli import train as train_cmd
 from toolkit.cli import tune as tune_cmd
 from toolkit.cli import validate as validate_cmd
@@ -69,6 +70,8 @@ app.add_typer(edge_cmd.app, name="edge")
 app.command("serve")(serve_cmd.serve)
 app.command("quantize")(quantize_cmd.quantize)
 app.command("bench")(bench_cmd.bench)
+app.command("sign")(sign_cmd.sign)
+app.command("verify")(sign_cmd.verify)
 
 
 def main() -> None:

@@ -78,6 +78,14 @@ def quantize(
         ),
     ] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            help="EC private key (PEM): sign the model written (MODEL.int8.onnx.sig).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Quantize an exported model to INT8 (static QDQ or dynamic) or FP16, with an accuracy gate.
 
@@ -110,6 +118,10 @@ def quantize(
             provider=provider,
             progress=lambda m: status.update(f"quantizing: {m}…"),
         )
+    if report["written"] and sign_key is not None:
+        from toolkit.runtime import trust
+
+        report["signature"] = str(trust.sign(report["written"], sign_key))
     if as_json:
         print_json(report)
     else:

@@ -99,6 +99,15 @@ def serve(
             "liveness answer there either way.",
         ),
     ] = True,
+    verify_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--verify-key",
+            help="EC public key (PEM): load only models whose signature (MODEL.onnx.sig, `toolkit sign`) "
+            "verifies with it; an unsigned, altered or foreign-signed model is refused, and on reload the "
+            "previous version keeps serving. Needs toolkit[sign].",
+        ),
+    ] = None,
 ) -> None:
     """Serve models over the Open Inference Protocol (KServe V2) REST and gRPC, with Triton's binary tensor
     extension, KServe V1 :predict on raw inputs, dynamic batching and Prometheus /metrics.
@@ -119,6 +128,8 @@ def serve(
     ):
         if value < low:
             raise ToolkitError(f"{flag} must be at least {low}, got {value}")
+    if verify_key is not None and not verify_key.is_file():
+        raise ToolkitError(f"--verify-key {verify_key}: no such file (the signer's EC public key in PEM)")
     if max_queue_delay_ms < 0 or max_body_mb <= 0 or queue_timeout_s < 0:
         raise ToolkitError("--max-queue-delay-ms and --queue-timeout-s must be >= 0, --max-body-mb > 0")
     config = ServeConfig(
@@ -136,6 +147,7 @@ def serve(
         max_queue_size=max_queue_size,
         queue_timeout_s=queue_timeout_s,
         ui=ui,
+        verify_key=str(verify_key) if verify_key else None,
     )
     code = run_server(path, config)
     if code:

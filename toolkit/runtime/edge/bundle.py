@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError, one_line
-from toolkit.runtime import processing
+from toolkit.runtime import processing, signature
 from toolkit.runtime.edge import runner
 from toolkit.runtime.edge.packing import (
     BUNDLE_SCHEMA,
@@ -63,11 +63,17 @@ def pack(
     check_pins: bool = True,
     webgpu: bool = True,
     ort_web: str | Path | None = None,
+    sign_key: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the bundle for `model_path` to `out`; returns what was written (the manifest, plus notes).
     `fmt` defaults to onnx. `target="web"`: a static folder that runs the model in a web page
-    (toolkit.runtime.edge.web; `webgpu` and `ort_web` are its options, and its own `fmt` default)."""
+    (toolkit.runtime.edge.web; `webgpu` and `ort_web` are its options, and its own `fmt` default).
+    `sign_key`: an EC private key (PEM) that signs the bundle (bundle.sig over manifest.json and its files)."""
     t0 = time.perf_counter()
+    if target == "web" and sign_key:
+        raise ToolkitError(
+            "--sign-key signs device bundles; a web page cannot check signatures (sign the model)"
+        )
     if target == "web":
         from toolkit.runtime.edge.web import pack_web
 
@@ -113,6 +119,8 @@ def pack(
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         sums = "".join(f"{e['sha256']}  {n}\n" for n, e in manifest["files"].items())
         (stage / "SHA256SUMS").write_text(sums)
+        if sign_key:
+            _sign_stage(stage, sign_key)
         swap_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -240,14 +248,22 @@ def _fill(
     (stage / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     shutil.copyfile(runner.__file__, stage / "runner.py")  # the device program
     shutil.copyfile(processing.__file__, stage / "processing.py")  # the pre/post-processing it imports
+    shutil.copyfile(signature.__file__, stage / "signature.py")  # runner.py --verify-key
     (stage / "requirements.txt").write_text("".join(f"{p}=={v}\n" for p, v in pins.items()))
-    files += ["model.json", "runner.py", "processing.py", "requirements.txt"]
+    files += ["model.json", "runner.py", "processing.py", "signature.py", "requirements.txt"]
     files += ship_explain(stage)
     files += write_samples(stage, chosen, meta)
     model_file = "model.ort" if fmt != "onnx" else "model.onnx"
     (stage / SERVICE).write_text(service_unit(meta))
     (stage / "README.md").write_text(device_readme(meta, target, fmt, pins, model_file))
     return [*files, SERVICE, "README.md"], converter
+
+
+def _sign_stage(stage: Path, key: str | Path) -> None:
+    try:
+        runner.sign_path(str(stage), str(key))
+    except runner.InputError as exc:
+        raise ToolkitError(str(exc)) from None
 
 
 def ship_explain(stage: Path) -> list[str]:
@@ -398,9 +414,12 @@ Instances: a list of numbers (feature row, series, pixels), a string (text), {{"
 
 
 # --------------------------------------------------------------------------------------------- verify
-def verify(bundle: str | Path, python: str | None = None, timeout: float = 120) -> dict[str, Any]:
-    """Check every file against the manifest, then run the runner's self-test with `python` (default this
-    interpreter). A .tar.gz bundle is unpacked into a temporary folder first."""
+def verify(
+    bundle: str | Path, python: str | None = None, timeout: float = 120, key: str | Path | None = None
+) -> dict[str, Any]:
+    """Check every file against the manifest (and, given the public `key`, the bundle's signature), then run
+    the runner's self-test with `python` (default this interpreter). A .tar.gz bundle is unpacked into a
+    temporary folder first."""
     bundle = Path(bundle)
     if bundle.is_file() and bundle.name.endswith((".tar.gz", ".tgz")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -411,7 +430,7 @@ def verify(bundle: str | Path, python: str | None = None, timeout: float = 120) 
                 raise ToolkitError(f"{bundle} is not a readable .tar.gz ({one_line(exc)})") from None
             entries = list(Path(tmp).iterdir())
             top = entries[0] if len(entries) == 1 and entries[0].is_dir() else Path(tmp)
-            report = verify(top, python, timeout)
+            report = verify(top, python, timeout, key)
         return {**report, "bundle": str(bundle)}
     if not bundle.is_dir():
         raise ToolkitError(f"bundle not found: {bundle} (a folder written by `toolkit edge pack`)")
@@ -429,6 +448,8 @@ def verify(bundle: str | Path, python: str | None = None, timeout: float = 120) 
         checks.append({"check": "manifest", "status": "fail", "detail": "manifest.json is damaged"})
         return {"bundle": str(bundle), "passed": False, "checks": checks}
     checks.append({"check": "manifest", "status": "pass", "detail": f"{len(files)} files listed"})
+    if key:
+        checks.append(_signature_check(bundle, key))
     problems = []
     for name, entry in files.items():
         path = bundle / name
@@ -456,6 +477,18 @@ def verify(bundle: str | Path, python: str | None = None, timeout: float = 120) 
         "target": manifest.get("target"),
         "model": manifest.get("model"),
         "checks": checks,
+    }
+
+
+def _signature_check(bundle: Path, key: str | Path) -> dict[str, str]:
+    try:
+        sig = runner.verify_path(str(bundle), str(key))
+    except runner.InputError as exc:
+        return {"check": "signature", "status": "fail", "detail": str(exc)}
+    return {
+        "check": "signature",
+        "status": "pass",
+        "detail": f"{Path(sig).name} verifies with {Path(key).name}",
     }
 
 

@@ -29,10 +29,11 @@ import sys
 import numpy as np
 
 if __package__:  # imported from the toolkit package (toolkit.runtime.edge.runner)
-    from toolkit.runtime import processing
-else:  # a bundle's runner.py, run as a script: processing.py lies beside it
+    from toolkit.runtime import processing, signature
+else:  # a bundle's runner.py, run as a script: processing.py and signature.py lie beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import processing
+    import signature
 
 InputError = processing.InputError
 
@@ -112,6 +113,19 @@ def _external_locations(graph: memoryview):
                         yield from _external_locations(part)
 
 
+def external_files(path: str) -> list[str]:
+    """The external-data locations the ONNX model at `path` names (none for ORT-format files)."""
+    if path.endswith(".ort"):
+        return []
+    with open(path, "rb") as f:
+        data = memoryview(f.read())
+    try:
+        graphs = [value for number, value in _fields(data) if number == _MODEL_GRAPH]
+        return sorted({loc for graph in graphs for loc in _external_locations(graph)})
+    except (IndexError, InputError):
+        raise InputError(f"{path} is not an ONNX model (damaged or truncated protobuf)") from None
+
+
 def check_external_data(path: str) -> None:
     """Refuse a model whose external-data locations leave its own folder (absolute paths, `..`, or links out
     of it), before any session reads them: a received model file must not make us read other files. ORT
@@ -119,20 +133,58 @@ def check_external_data(path: str) -> None:
     if path.endswith(".ort") or not os.path.isfile(path):
         return  # a missing file is onnxruntime's error to word
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    with open(path, "rb") as f:
-        data = memoryview(f.read())
-    try:
-        graphs = [value for number, value in _fields(data) if number == _MODEL_GRAPH]
-        locations = {loc for graph in graphs for loc in _external_locations(graph)}
-    except (IndexError, InputError):
-        raise InputError(f"{path} is not an ONNX model (damaged or truncated protobuf)") from None
-    for loc in sorted(locations):
+    for loc in external_files(path):
         target = os.path.realpath(os.path.join(folder, loc))
         if os.path.isabs(loc) or os.path.commonpath([folder, target]) != folder:
             raise InputError(
                 f"{path} refers to external data {loc!r} outside its folder; external data must be a file "
                 "beside the model (a relative path with no '..' and no link out)"
             )
+
+
+def _signed_set(path: str, signing: bool) -> tuple[str, list[str], str]:
+    """(folder, names, signature file) of a model file or of a bundle folder (manifest.json in it)."""
+    if os.path.isdir(path):
+        return path, signature.bundle_files(path), os.path.join(path, signature.BUNDLE_SIGNATURE)
+    if not os.path.isfile(path):
+        raise InputError(f"no model at {path}")
+    try:
+        check_external_data(path)  # never hash (or follow) files outside the model's folder
+        external = external_files(path)
+    except InputError:
+        if signing:
+            raise
+        external = []  # a damaged or altered model file: the signature check names what changed
+    folder = os.path.dirname(os.path.abspath(path))
+    return folder, signature.model_files(path, external), signature.signature_path(path)
+
+
+def sign_path(path: str, key: str, password: str | None = None) -> str:
+    """Sign a model file (with its external data and sidecar) or a bundle folder; returns the signature file."""
+    folder, names, sig = _signed_set(path, signing=True)
+    try:
+        return signature.sign(folder, names, key, sig, password)
+    except signature.SignatureError as exc:
+        raise InputError(str(exc)) from None
+
+
+def verify_path(path: str, public_key: str) -> str:
+    """InputError (one line) unless the model file or bundle folder at `path` carries a valid signature by
+    `public_key` over exactly the files it is made of; returns the signature file."""
+    folder, names, sig = _signed_set(path, signing=False)
+    try:
+        signature.verify(folder, names, public_key, sig)
+    except signature.SignatureError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return sig
+
+
+def verify_before_load(model: str, here: str, public_key: str) -> None:
+    """--verify-key: a model inside a bundle (manifest.json beside it) is checked with the whole bundle's
+    signature, any other model with its own NAME.onnx.sig."""
+    folder = os.path.dirname(os.path.abspath(model))
+    in_bundle = os.path.samefile(folder, here) and os.path.isfile(os.path.join(here, "manifest.json"))
+    verify_path(here if in_bundle else model, public_key)
 
 
 def low_footprint_session(path: str, threads: int = 1):
@@ -352,9 +404,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="generator: write the images as one PNG grid here")
     ap.add_argument("--self-test", action="store_true", help="check samples/ against samples/expected.json")
     ap.add_argument("--serve", metavar="HOST:PORT", help="serve KServe V1 predict requests over HTTP")
+    ap.add_argument(
+        "--verify-key",
+        metavar="PUB.pem",
+        help="run only if the signature verifies with this public key (the bundle's bundle.sig, or MODEL.sig "
+        "beside a --model elsewhere); needs pip install model-signing",
+    )
     args = ap.parse_args(argv)
     try:
         model = args.model or default_model(here)
+        if args.verify_key:
+            verify_before_load(model, here, args.verify_key)
         runner = Runner(model, args.threads)
         if args.self_test:
             ok, detail = self_test(runner, here)

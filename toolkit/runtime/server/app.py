@@ -53,7 +53,7 @@ def build_service(path: str | Path, config: ServeConfig) -> Service:
     providers, reason = choose_providers(config.provider)
     if reason:
         log.warning("provider %s: %s", config.provider, reason)
-    repository = Repository(path, providers, threads=config.threads)
+    repository = Repository(path, providers, threads=config.threads, verify_key=config.verify_key)
     return Service(repository, config)
 
 

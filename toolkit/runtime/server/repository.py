@@ -61,11 +61,24 @@ class LoadedModel:
     """One version of one model: an onnxruntime session, its V2 metadata and its `toolkit` document."""
 
     def __init__(
-        self, name: str, version: str, path: Path, providers: list[tuple[str, dict[str, str]]], threads: int
+        self,
+        name: str,
+        version: str,
+        path: Path,
+        providers: list[tuple[str, dict[str, str]]],
+        threads: int,
+        verify_key: Path | None = None,
     ) -> None:
         import onnxruntime as ort
 
         self.name, self.version, self.path = name, version, path
+        if verify_key is not None:  # before onnxruntime reads a byte of it
+            from toolkit.runtime import trust
+
+            try:
+                trust.verify(path, verify_key)
+            except ToolkitError as exc:
+                raise ToolkitError(f"refusing {name} version {version}: {exc}") from None
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -239,11 +252,16 @@ class Repository:
     """The table of loaded models. Reads are lock-free (a dict swap); loads hold one lock."""
 
     def __init__(
-        self, root: str | Path, providers: list[tuple[str, dict[str, str]]], threads: int = 0
+        self,
+        root: str | Path,
+        providers: list[tuple[str, dict[str, str]]],
+        threads: int = 0,
+        verify_key: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
         self.providers = providers
         self.threads = threads
+        self.verify_key = Path(verify_key) if verify_key else None  # serve only models signed by it
         self.layout = discover(self.root)
         self.models: dict[str, dict[str, LoadedModel]] = {}
         self._lock = threading.Lock()
@@ -273,7 +291,7 @@ class Repository:
             loaded = {}
             for version, path in versions.items():
                 t0 = time.perf_counter()
-                model = LoadedModel(name, version, path, self.providers, self.threads)
+                model = LoadedModel(name, version, path, self.providers, self.threads, self.verify_key)
                 model.warm_up()
                 loaded[version] = model
                 log.info(

@@ -46,6 +46,7 @@ class ServeConfig:
     max_queue_size: int = 1024  # requests waiting per model version before 503 (0: no bound)
     queue_timeout_s: float = 30.0  # longest wait for a batch to start before 503 (0: none)
     ui: bool = True  # the playground page at GET / (--no-ui: the KServe V1 liveness answer only)
+    verify_key: str | None = None  # PEM public key: load only models whose signature verifies with it
 
     @property
     def max_body_bytes(self) -> int:
