@@ -10,6 +10,7 @@ import typer
 
 from toolkit.cli._common import handle_errors
 from toolkit.errors import ToolkitError
+from toolkit.runtime.server.timeouts import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
 
 # Overload limits (docs/serve-reliability.md)
 MaxQueueSize = Annotated[
@@ -99,6 +100,23 @@ def serve(
             "liveness answer there either way.",
         ),
     ] = True,
+    header_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout-s",
+            help="A request's line and headers must arrive within this many seconds of the connection (or "
+            "of its first byte on a kept-alive one), else 408 and close: slow clients cannot hold "
+            "connections (0: no limit).",
+        ),
+    ] = HEADER_TIMEOUT_S,
+    body_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout-s",
+            help="A request's whole body must arrive within this many seconds of its headers, else 408 and "
+            "close (0: no limit).",
+        ),
+    ] = BODY_TIMEOUT_S,
     verify_key: Annotated[
         Path | None,
         typer.Option(
@@ -130,6 +148,8 @@ def serve(
             raise ToolkitError(f"{flag} must be at least {low}, got {value}")
     if verify_key is not None and not verify_key.is_file():
         raise ToolkitError(f"--verify-key {verify_key}: no such file (the signer's EC public key in PEM)")
+    if header_timeout_s < 0 or body_timeout_s < 0:
+        raise ToolkitError("--header-timeout-s and --body-timeout-s must be >= 0 (0: no limit)")
     if max_queue_delay_ms < 0 or max_body_mb <= 0 or queue_timeout_s < 0:
         raise ToolkitError("--max-queue-delay-ms and --queue-timeout-s must be >= 0, --max-body-mb > 0")
     config = ServeConfig(
@@ -147,6 +167,8 @@ def serve(
         max_queue_size=max_queue_size,
         queue_timeout_s=queue_timeout_s,
         ui=ui,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
         verify_key=str(verify_key) if verify_key else None,
     )
     code = run_server(path, config)

@@ -17,7 +17,9 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.runtime import processing
+from toolkit.runtime.freshness import stale_checkpoint
 from toolkit.runtime.model import OnnxModel
+from toolkit.runtime.providers import warn
 
 InputError = processing.InputError
 
@@ -93,6 +95,9 @@ def predict(
         raise ToolkitError(f"--top-k must be a positive integer (got {top_k})")
     model = OnnxModel(model_path, providers=[provider] if provider else None, threads=threads)
     meta = model.meta
+    stale = stale_checkpoint(model_path, meta)
+    if stale:  # still answered: the file is a valid model, but not the run's latest weights
+        warn(stale)
     if meta["task"] == "generate" and out is None:
         raise ToolkitError("a generator writes images: give --out GRID.png")
     if not inputs and not texts:

@@ -182,13 +182,14 @@ async def _main(service: Service, sock: socket.socket, preload: bool) -> int:
     import uvicorn
 
     from toolkit.runtime.server.http import HttpApp
+    from toolkit.runtime.server.timeouts import protocol_class
 
     config = service.config
     loop = asyncio.get_running_loop()
     service.loop = loop
     uv_config = uvicorn.Config(
         HttpApp(service),
-        http="httptools",
+        http=protocol_class(config.header_timeout_s),
         loop="none",
         lifespan="off",
         log_level="warning",

@@ -38,6 +38,7 @@ OCTET = b"application/octet-stream"
 HEADER_LENGTH = b"inference-header-content-length"
 BODY_READ = "toolkit.body_read"  # scope key: the request body was read to its end
 BODY_ASKED = "toolkit.body_asked"  # scope key: the body was asked for (uvicorn then sent 100 Continue)
+NO_LINGER = "toolkit.no_linger"  # scope key: close at once after the answer (a client too slow to wait for)
 # Lingering close (nginx: lingering_time 30 s, lingering_timeout 5 s), plus a byte bound.
 LINGER_S = 30.0
 LINGER_IDLE_S = 5.0
@@ -50,6 +51,7 @@ class HttpApp:
         key = service.config.api_key
         self.expected_auth = f"Bearer {key}".encode() if key else None
         self.max_body = service.config.max_body_bytes
+        self.body_timeout = service.config.body_timeout_s  # the whole body within it (0: no limit)
         self.playground = Playground(service.config.ui)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -71,7 +73,7 @@ class HttpApp:
         if not scope.get(BODY_READ) and _has_body(scope):
             # A client that sent Expect: 100-continue and was never asked for its body sends none: close now.
             expects = any(k == b"expect" and v.lower() == b"100-continue" for k, v in scope["headers"])
-            drain = scope.get(BODY_ASKED) or not expects
+            drain = (scope.get(BODY_ASKED) or not expects) and not scope.get(NO_LINGER)
             await _respond_and_linger(send, receive, status, body, headers, drain)
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -253,8 +255,9 @@ class HttpApp:
         chunks = []
         size = 0
         scope[BODY_ASKED] = True
+        deadline = time.monotonic() + self.body_timeout if self.body_timeout > 0 else None
         while True:
-            message = await receive()
+            message = await self._receive_by(deadline, scope, receive)
             if message["type"] == "http.disconnect":
                 raise ServeError(400, "the client disconnected")
             chunk = message.get("body", b"")
@@ -266,6 +269,18 @@ class HttpApp:
                 break
         scope[BODY_READ] = True
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _receive_by(self, deadline: float | None, scope: dict, receive: Any) -> dict:
+        """The next body message, or a 408 (and no lingering) once the body deadline has passed."""
+        if deadline is None:
+            return await receive()
+        try:
+            return await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            scope[NO_LINGER] = True
+            raise ServeError(
+                408, f"request body not received within {self.body_timeout:g} s (--body-timeout-s)"
+            ) from None
 
 
 def _error(message: str) -> bytes:

@@ -22,6 +22,7 @@ from toolkit.runtime.server.batching import RETRY_AFTER_S, Batcher
 from toolkit.runtime.server.metrics import Metrics
 from toolkit.runtime.server.protocol import InferRequest, ServeError
 from toolkit.runtime.server.repository import LoadedModel, Repository, check_name, check_version
+from toolkit.runtime.server.timeouts import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
 
 log = logging.getLogger("toolkit.serve")
 
@@ -46,6 +47,8 @@ class ServeConfig:
     max_queue_size: int = 1024  # requests waiting per model version before 503 (0: no bound)
     queue_timeout_s: float = 30.0  # longest wait for a batch to start before 503 (0: none)
     ui: bool = True  # the playground page at GET / (--no-ui: the KServe V1 liveness answer only)
+    header_timeout_s: float = HEADER_TIMEOUT_S  # request line + headers within it, else 408 (0: none)
+    body_timeout_s: float = BODY_TIMEOUT_S  # the whole request body within it, else 408 (0: none)
     verify_key: str | None = None  # PEM public key: load only models whose signature verifies with it
 
     @property
