@@ -12,6 +12,15 @@ the model is reloaded from disk (alternately over REST and gRPC) while traffic c
 the resident set of the server process and its workers, sampled every few seconds; growth is measured from
 the end of the warm-up (the first `--warmup-s` seconds) to the end. The goal (issue 20): under 20 MB of
 growth over 1,000,000 requests, 0 errors.
+
+    .venv/bin/python bench/serve_soak.py --minutes 20 --signed --slow-clients 8 \
+        --out bench/results/serve_soak_signed.json
+
+`--signed`: the model is signed (toolkit sign, a fresh EC key) and the server runs with --verify-key; every
+other reload first plants a tampered copy as version 2, which must be refused (HTTP 400 / gRPC error) while
+version 1 keeps answering, then removes it. `--slow-clients N`: N slowloris connections that send a partial
+request a byte a second, over and over; each must be answered 408 and closed by the server's header deadline
+(--header-timeout-s, 10 s by default), not held.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,6 +79,29 @@ def make_repository(work: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return work / "repo"
+
+
+def sign_repository(work: Path, repo: Path) -> Path:
+    """Sign REPO/mlp/1/model.onnx with a fresh P-256 key; returns the public key's path."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from toolkit.runtime import trust
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = work / "key.pem", work / "key.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    trust.sign(repo / MODEL / "1" / "model.onnx", private)
+    return public
 
 
 def free_port() -> int:
@@ -153,6 +186,10 @@ class Load:
         self.errors: dict[str, int] = {}
         self.error_samples: list[str] = []
         self.count = 0
+        self.refused = 0  # tampered versions refused (--signed)
+        self.slow_held: list[
+            float
+        ] = []  # seconds each slow connection was held before its 408 (--slow-clients)
 
     def more(self) -> bool:
         if self.max_requests is not None:
@@ -215,31 +252,95 @@ async def grpc_client(port: int, x: np.ndarray, load: Load) -> None:
         await client.close()
 
 
-async def reloader(port: int, grpc_port: int, every_s: float, load: Load, reloads: list) -> None:
+async def reload_once(client, port: int, over_grpc: bool) -> None:
+    """One reload of the model, over gRPC or REST; raises on any refusal."""
+    if over_grpc:
+        await client.load_model(MODEL)
+        return
+    url = f"http://127.0.0.1:{port}/v2/repository/models/{MODEL}/load"
+    req = urllib.request.Request(url, data=b"{}", method="POST")
+    await asyncio.get_running_loop().run_in_executor(
+        None, lambda r=req: urllib.request.urlopen(r, timeout=60).read()
+    )
+
+
+def plant_tampered(repo: Path) -> Path:
+    """REPO/mlp/2: a copy of version 1 and its signature, one byte of the model flipped."""
+    v1, v2 = repo / MODEL / "1", repo / MODEL / "2"
+    shutil.copytree(v1, v2)
+    data = bytearray((v2 / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (v2 / "model.onnx").write_bytes(bytes(data))
+    return v2
+
+
+async def reloader(port: int, grpc_port: int, args: argparse.Namespace, load: Load, reloads: list) -> None:
     import tritonclient.grpc.aio as grpcclient
 
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
-    loop = asyncio.get_running_loop()
     try:
         while load.more():
-            await asyncio.sleep(every_s)
+            await asyncio.sleep(args.reload_every_s)
             if not load.more():
                 break
             t0 = time.perf_counter()
+            if args.signed and len(reloads) % 2:  # a tampered version 2 must be refused
+                v2 = plant_tampered(args.repo)
+                try:
+                    await reload_once(client, port, len(reloads) % 4 == 1)
+                    load.error("reload", "a tampered version 2 was loaded")
+                except Exception as exc:  # refused, as it must be: HTTP 400 or a gRPC error
+                    if "refusing" not in f"{exc} {getattr(exc, 'read', lambda: b'')()}":
+                        load.error("reload", f"refused for another reason: {type(exc).__name__}: {exc}")
+                    load.refused += 1
+                finally:
+                    shutil.rmtree(v2)
+                reloads.append(round(time.perf_counter() - t0, 3))
+                continue
             try:
-                if len(reloads) % 2:
-                    await client.load_model(MODEL)
-                else:
-                    url = f"http://127.0.0.1:{port}/v2/repository/models/{MODEL}/load"
-                    req = urllib.request.Request(url, data=b"{}", method="POST")
-                    await loop.run_in_executor(
-                        None, lambda r=req: urllib.request.urlopen(r, timeout=60).read()
-                    )
+                await reload_once(client, port, len(reloads) % 2 == 1 or len(reloads) % 4 == 2)
                 reloads.append(round(time.perf_counter() - t0, 3))
             except Exception as exc:
                 load.error("reload", f"{type(exc).__name__}: {exc}")
     finally:
         await client.close()
+
+
+async def slow_client(port: int, load: Load, limit_s: float) -> None:
+    """A slowloris connection, over and over: a partial request a byte a second; the server must answer 408
+    and close it within `limit_s`. The time each connection was held goes to load.slow_held."""
+    head = b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 600
+    while load.more():
+        t0 = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError as exc:
+            load.error("slow_client", f"connect: {exc}")
+            await asyncio.sleep(1)
+            continue
+        answer = asyncio.ensure_future(reader.read())
+        for byte in head:
+            if answer.done() or time.monotonic() - t0 > limit_s or not load.more():
+                break
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except OSError:
+                break
+            await asyncio.wait([answer], timeout=1.0)
+        try:
+            data = await asyncio.wait_for(answer, max(0.1, limit_s - (time.monotonic() - t0)))
+        except asyncio.TimeoutError:
+            data = None
+        writer.close()
+        if not load.more() and data is None:
+            break
+        if data is None or b" 408 " not in data.split(b"\r\n", 1)[0]:
+            load.error(
+                "slow_client", f"not closed with 408 within {limit_s:g} s: {data[:80] if data else None}"
+            )
+        else:
+            load.slow_held.append(time.monotonic() - t0)
 
 
 async def sampler(pid: int, load: Load, samples: list, every_s: float, t_start: float) -> None:
@@ -270,8 +371,9 @@ async def drive(args: argparse.Namespace, proc: subprocess.Popen, port: int, grp
         for _ in range(args.rest_connections - args.rest_connections // 2)
     ]
     tasks += [grpc_client(grpc_port, x, load) for _ in range(args.grpc_streams)]
+    tasks += [slow_client(port, load, args.header_timeout_s + 10) for _ in range(args.slow_clients)]
     tasks += [
-        reloader(port, grpc_port, args.reload_every_s, load, reloads),
+        reloader(port, grpc_port, args, load, reloads),
         sampler(proc.pid, load, samples, args.sample_every_s, t_start),
         progress(load, t_start),
     ]
@@ -317,6 +419,18 @@ def summarize(args: argparse.Namespace, run: dict) -> dict:
         "errors_by_kind": load.errors,
         "error_samples": load.error_samples,
         "reloads": len(run["reloads"]),
+        "signed": args.signed,
+        "tampered_versions_refused": load.refused if args.signed else None,
+        "slow_clients": args.slow_clients,
+        "slow_connections_closed": len(load.slow_held),
+        "slow_connection_held_s": (
+            {
+                "median": round(float(np.median(load.slow_held)), 2),
+                "max": round(float(max(load.slow_held)), 2),
+            }
+            if load.slow_held
+            else None
+        ),
         "reload_seconds": run["reloads"][:50],
         "rss_mb_after_warmup": round(after_warmup[2] / 1024, 1),
         "rss_mb_end": round(samples[-1][2] / 1024, 1),
@@ -343,15 +457,21 @@ def main() -> None:
     ap.add_argument("--sample-every-s", type=float, default=5.0)
     ap.add_argument("--warmup-s", type=float, default=60.0, help="memory growth is measured from here")
     ap.add_argument("--server-args", default="", help="extra `toolkit serve` flags, e.g. '--workers 2'")
+    ap.add_argument("--signed", action="store_true", help="sign the model, serve with --verify-key")
+    ap.add_argument("--slow-clients", type=int, default=0, help="slowloris connections (default 0)")
+    ap.add_argument("--header-timeout-s", type=float, default=10.0, help="the server's --header-timeout-s")
     args = ap.parse_args()
     if args.minutes <= 0 or (args.requests is not None and args.requests <= 0):
         raise SystemExit("--minutes and --requests must be positive")
     if args.requests is not None:
         args.minutes = 24 * 60  # bounded by the count; a day at most
     work = Path(tempfile.mkdtemp(prefix="toolkit-soak-"))
-    repo = make_repository(work)
+    repo = args.repo = make_repository(work)
+    extra = [*args.server_args.split(), "--header-timeout-s", f"{args.header_timeout_s:g}"]
+    if args.signed:
+        extra += ["--verify-key", str(sign_repository(work, repo))]
     port, grpc_port = free_port(), free_port()
-    proc = start_server(repo, port, grpc_port, args.server_args.split())
+    proc = start_server(repo, port, grpc_port, extra)
     try:
         run = asyncio.run(drive(args, proc, port, grpc_port))
     finally:
@@ -367,6 +487,7 @@ def main() -> None:
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(args.out)
     keys = ("mode", "requests", "req_per_s", "p50_ms", "p99_ms", "errors", "reloads", "memory_growth_mb")
+    keys += ("tampered_versions_refused", "slow_connections_closed")
     print(json.dumps({k: report[k] for k in keys}, indent=2))
 
 
