@@ -108,7 +108,39 @@ def serve(results: Path) -> str:
     return "\n".join(lines)
 
 
-KNOWN = ("pipeline", "train_overhead", "edge", "serve", "gpu_check")
+def soak(results: Path) -> str:
+    """One row per soak run (bench/serve_soak.py): bench/results/serve_soak*.json."""
+    rows = []
+    for path in sorted(results.glob("serve_soak*.json")):
+        r = json.loads(path.read_text())
+        extra = []
+        if r.get("signed"):
+            extra.append(f"{r['tampered_versions_refused']} tampered versions refused")
+        if r.get("slow_clients"):
+            held = r.get("slow_connection_held_s") or {}
+            extra.append(
+                f"{r['slow_connections_closed']:,} slow connections closed (held ≤ {held.get('max', '?')} s)"
+            )
+        rows.append(
+            f"| `{path.name}` | {r['mode']} | {r['requests']:,} | {r['req_per_s']:,} | {r['p99_ms']:.1f} ms | "
+            f"{r['errors']} | {r['reloads']} | {r['memory_growth_mb']:+.1f} MB | {'; '.join(extra) or '–'} |"
+        )
+    if not rows:
+        return _missing("serve_soak")
+    head = "| file | run | requests | req/s | p99 | errors | reloads | memory growth | also |"
+    return "\n".join([head, "|---|---|---|---|---|---|---|---|---|", *rows])
+
+
+KNOWN = (
+    "pipeline",
+    "train_overhead",
+    "edge",
+    "serve",
+    "gpu_check",
+    "serve_soak",
+    "serve_soak_1m",
+    "serve_soak_signed",
+)
 
 
 def others(results: Path) -> str:

@@ -46,6 +46,7 @@ GENERATORS = {
     "results-train-overhead": lambda page: docs_results.train_overhead(RESULTS),
     "results-edge": lambda page: docs_results.edge(RESULTS),
     "results-serve": lambda page: docs_results.serve(RESULTS),
+    "results-soak": lambda page: docs_results.soak(RESULTS),
     "results-gpu": lambda page: docs_results.gpu(RESULTS),
     "results-other": lambda page: docs_results.others(RESULTS),
 }

@@ -30,6 +30,7 @@ from toolkit.runtime.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from toolkit.runtime.server.playground import Playground
 from toolkit.runtime.server.protocol import ServeError, decode_http, encode_http
 from toolkit.runtime.server.service import Service
+from toolkit.runtime.server.timeouts import TIMEOUT_LINGER_S
 
 log = logging.getLogger("toolkit.serve")
 
@@ -38,7 +39,9 @@ OCTET = b"application/octet-stream"
 HEADER_LENGTH = b"inference-header-content-length"
 BODY_READ = "toolkit.body_read"  # scope key: the request body was read to its end
 BODY_ASKED = "toolkit.body_asked"  # scope key: the body was asked for (uvicorn then sent 100 Continue)
-NO_LINGER = "toolkit.no_linger"  # scope key: close at once after the answer (a client too slow to wait for)
+NO_LINGER = (
+    "toolkit.no_linger"  # scope key: linger briefly only (TIMEOUT_LINGER_S): a client too slow to wait for
+)
 # Lingering close (nginx: lingering_time 30 s, lingering_timeout 5 s), plus a byte bound.
 LINGER_S = 30.0
 LINGER_IDLE_S = 5.0
@@ -73,8 +76,9 @@ class HttpApp:
         if not scope.get(BODY_READ) and _has_body(scope):
             # A client that sent Expect: 100-continue and was never asked for its body sends none: close now.
             expects = any(k == b"expect" and v.lower() == b"100-continue" for k, v in scope["headers"])
-            drain = (scope.get(BODY_ASKED) or not expects) and not scope.get(NO_LINGER)
-            await _respond_and_linger(send, receive, status, body, headers, drain)
+            drain = scope.get(BODY_ASKED) or not expects
+            linger = TIMEOUT_LINGER_S if scope.get(NO_LINGER) else LINGER_S
+            await _respond_and_linger(send, receive, status, body, headers, drain, linger)
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -313,7 +317,13 @@ def _has_body(scope: dict) -> bool:
 
 
 async def _respond_and_linger(
-    send: Any, receive: Any, status: int, body: bytes, headers: list, drain: bool = True
+    send: Any,
+    receive: Any,
+    status: int,
+    body: bytes,
+    headers: list,
+    drain: bool = True,
+    linger: float = LINGER_S,
 ) -> None:
     """Send the whole response now, read and discard what is left of the request body (bounded), then
     close: the client gets its answer even while it is still sending (a reset would lose it)."""
@@ -321,7 +331,7 @@ async def _respond_and_linger(
         {"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]}
     )
     await send({"type": "http.response.body", "body": body, "more_body": True})
-    deadline = time.monotonic() + LINGER_S
+    deadline = time.monotonic() + linger
     discarded = 0
     while drain and discarded < LINGER_BYTES:
         left = deadline - time.monotonic()

@@ -13,6 +13,9 @@ from typing import Any
 
 HEADER_TIMEOUT_S = 10.0  # --header-timeout-s: request line + headers, from the connection or the first byte
 BODY_TIMEOUT_S = 60.0  # --body-timeout-s: the whole body, from the end of the headers
+# After a 408 the server stops sending (FIN) and discards what the client still sends for this long before it
+# closes: closing at once with unread data would reset the connection and the client could miss its 408.
+TIMEOUT_LINGER_S = 2.0
 
 
 def _timeout_response(message: str) -> bytes:
@@ -26,8 +29,8 @@ def _timeout_response(message: str) -> bytes:
 
 def protocol_class(header_timeout_s: float) -> Any:
     """uvicorn's httptools protocol with a header deadline: armed when a connection opens and when a new
-    request's first byte arrives, cleared when its headers are complete; on expiry the client gets a 408
-    and the connection is closed. 0 turns it off."""
+    request's first byte arrives, cleared when its headers are complete; on expiry the client gets a 408,
+    the server's side is shut (FIN) and the connection closed TIMEOUT_LINGER_S later. 0 turns it off."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     expired = _timeout_response(
@@ -36,6 +39,11 @@ def protocol_class(header_timeout_s: float) -> Any:
 
     class HeaderDeadlineProtocol(HttpToolsProtocol):
         _header_timer = None
+        _expired = False
+
+        def data_received(self, data: bytes) -> None:
+            if not self._expired:  # after the 408, what a slow client still sends is discarded
+                super().data_received(data)
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -64,8 +72,12 @@ def protocol_class(header_timeout_s: float) -> Any:
 
         def _expire(self) -> None:
             self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.write(expired)
-                self.transport.close()
+            if self.transport.is_closing():
+                return
+            self._expired = True
+            self.transport.write(expired)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(TIMEOUT_LINGER_S, self.transport.close)
 
     return HeaderDeadlineProtocol
