@@ -270,3 +270,19 @@ def test_the_runner_without_model_signing_says_what_to_install(signed_bundle, ke
         cwd=signed_bundle, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "install model-signing" in proc.stderr, proc.stderr
+
+
+def test_a_step_asked_to_sign_with_a_bad_key_fails_before_writing(cli, tmp_path_factory, tmp_path):
+    run = tmp_path / "iris"
+    shutil.copytree(exported(tmp_path_factory, "iris"), run)
+    (run / "model.onnx").unlink()
+    assert_one_line_error(cli("export", run, "--sign-key", tmp_path / "nope.pem"), "no signing key")
+    assert not (run / "model.onnx").exists()
+    out = tmp_path / "bundle"
+    assert_one_line_error(
+        cli(
+            "edge", "pack", exported(tmp_path_factory, "iris"), "--out", out, "--sign-key", tmp_path / "x.pem"
+        ),
+        "no signing key",
+    )
+    assert not out.exists()

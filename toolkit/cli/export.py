@@ -40,6 +40,10 @@ def export(
     """
     from toolkit.export import export_run
 
+    if sign_key is not None:
+        from toolkit.runtime.trust import check_signing_key
+
+        check_signing_key(sign_key)  # before the export, not after it
     result = export_run(run_dir, out, opset, exporter)
     files = [result, *result.parts]
     signatures = sign_all([r.path for r in files], sign_key)

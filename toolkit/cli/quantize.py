@@ -102,6 +102,10 @@ def quantize(
     if model is None and run is None:
         raise ToolkitError("give the model: toolkit quantize MODEL.onnx (or --run RUN_DIR)")
     batches = parse_batches(batch)
+    if sign_key is not None:
+        from toolkit.runtime.trust import check_signing_key
+
+        check_signing_key(sign_key)  # before the work, not after it
     with console.status("quantizing…") as status:
         report = run_quantize(
             model if model is not None else run,

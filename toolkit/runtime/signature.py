@@ -88,16 +88,22 @@ def _gathered(folder: str, names: list[str]) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def sign(folder: str, names: list[str], key: str, out: str, password: str | None = None) -> str:
-    """Sign `names` (files in `folder`) with the EC private key at `key` (PEM); the sigstore bundle goes to
-    `out`, written atomically. Returns `out`."""
+def check_private_key(key: str, password: str | None = None):
+    """model-signing's signing configuration for the EC private key at `key` (PEM); SignatureError (one line)
+    when the library is missing or the key is absent or unusable."""
     signing, _ = _library()
     if not os.path.isfile(key):
         raise SignatureError(f"no signing key at {key} (an EC private key in PEM, e.g. from openssl ecparam)")
     try:
-        config = signing.Config().use_elliptic_key_signer(private_key=key, password=password)
+        return signing.Config().use_elliptic_key_signer(private_key=key, password=password)
     except Exception as exc:  # noqa: BLE001 (the library raises ValueError, TypeError, UnsupportedAlgorithm)
         raise SignatureError(f"cannot use {key} as a signing key: {_line(exc)}") from None
+
+
+def sign(folder: str, names: list[str], key: str, out: str, password: str | None = None) -> str:
+    """Sign `names` (files in `folder`) with the EC private key at `key` (PEM); the sigstore bundle goes to
+    `out`, written atomically. Returns `out`."""
+    config = check_private_key(key, password)
     tmp = f"{out}.{os.getpid()}.tmp"
     try:
         with _gathered(folder, names) as root:

@@ -13,6 +13,17 @@ from toolkit.errors import ToolkitError
 from toolkit.runtime.edge import runner
 
 
+def check_signing_key(key: str | Path) -> None:
+    """ToolkitError before any work when a step asked to sign (--sign-key) cannot: no model-signing, no key
+    file, or a file that is not an EC private key."""
+    from toolkit.runtime import signature
+
+    try:
+        signature.check_private_key(str(key))
+    except signature.SignatureError as exc:
+        raise ToolkitError(str(exc)) from None
+
+
 def sign(path: str | Path, key: str | Path, password: str | None = None) -> Path:
     """Sign the model file at `path` (with its external data and sidecar) or the bundle folder at `path`
     with the EC private key `key` (PEM); returns the signature file written beside it."""

@@ -74,6 +74,10 @@ def pack(
         raise ToolkitError(
             "--sign-key signs device bundles; a web page cannot check signatures (sign the model)"
         )
+    if sign_key:
+        from toolkit.runtime.trust import check_signing_key
+
+        check_signing_key(sign_key)  # before the bundle is built, not after
     if target == "web":
         from toolkit.runtime.edge.web import pack_web
 
