@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from helpers import assert_one_line_error
 from runs import exported
 
 CLI = [sys.executable, "-m", "toolkit.cli.main"]
-MOMENTS = (0.35, 0.6, 0.85)  # fractions of an uninterrupted run's wall time
+MOMENTS = (0.1, 0.5, 0.9)  # of the time from the first file written to the end of an uninterrupted run
 TINY_TRAIN = ["mlp", "--data", "builtin:iris", "--set", "model.hidden=[8]", "--epochs", "30", "--no-progress"]
 SPACE = {"train.lr": {"low": 1.0e-3, "high": 3.0e-2, "log": True}, "model.hidden": [[8], [16]]}
 
@@ -86,6 +87,32 @@ def run_cli(args: list, cwd: Path, timeout: float = 600) -> subprocess.Completed
     proc = subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
+
+
+def visible_files(root: Path) -> set[Path]:
+    return {
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(x.startswith(".") for x in p.relative_to(root).parts)
+    }
+
+
+def timed_run(args: list, cwd: Path) -> tuple[float, float]:
+    """Run the step to its end; returns (seconds until it wrote its first file, seconds in all), so that the
+    kills land while it writes, not while Python imports."""
+    before = visible_files(cwd)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty step never blocks on it
+        proc = subprocess.Popen([*CLI, *map(str, args)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        first = None
+        while proc.poll() is None:
+            if first is None and visible_files(cwd) - before:
+                first = time.perf_counter() - t0
+            time.sleep(0.02)
+        total = time.perf_counter() - t0
+        err.seek(0)
+        assert proc.returncode == 0, err.read().decode()[-2000:]
+    return (first if first is not None else 0.0), total
 
 
 def killed_at(args: list, cwd: Path, after_s: float) -> None:
@@ -184,16 +211,14 @@ def test_sigkill_at_several_moments_loses_nothing(tmp_path_factory, tmp_path, na
     reference = tmp_path / "reference"
     reference.mkdir()
     step.prepare(reference)
-    t0 = time.perf_counter()
-    run_cli(step.args(reference), reference)
-    full_s = time.perf_counter() - t0
+    first_s, full_s = timed_run(step.args(reference), reference)
     assert all(p.is_file() for p in step.done(reference))
     check_tree(reference)
     for moment in MOMENTS:
         work = tmp_path / f"killed-{moment}"
         work.mkdir()
         step.prepare(work)
-        killed_at(step.args(work), work, moment * full_s)
+        killed_at(step.args(work), work, first_s + moment * (full_s - first_s))
         check_tree(work)  # whatever is there is whole
         run_cli(step.again(work), work)  # and the step can be resumed or run again
         missing = [p for p in step.done(work) if not p.is_file()]
