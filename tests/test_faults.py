@@ -27,7 +27,7 @@ from helpers import assert_one_line_error
 from runs import exported
 
 CLI = [sys.executable, "-m", "toolkit.cli.main"]
-MOMENTS = (0.1, 0.5, 0.9)  # of the time from the first file written to the end of an uninterrupted run
+MOMENTS = (0.2, 0.5, 0.8)  # of the time from the first file written to the end of an uninterrupted run
 TINY_TRAIN = ["mlp", "--data", "builtin:iris", "--set", "model.hidden=[8]", "--epochs", "30", "--no-progress"]
 SPACE = {"train.lr": {"low": 1.0e-3, "high": 3.0e-2, "log": True}, "model.hidden": [[8], [16]]}
 
@@ -207,6 +207,9 @@ def steps(tmp_path_factory) -> dict[str, Step]:
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("name", ["train", "export", "quantize", "edge pack", "tune"])
 def test_sigkill_at_several_moments_loses_nothing(tmp_path_factory, tmp_path, name):
+    """One uninterrupted reference run times the step; then one working folder is killed at each moment in
+    turn (the first time running the step, later times resuming or re-running it after the previous kill),
+    checked after every kill, and finally resumed to the end."""
     step = steps(tmp_path_factory)[name]
     reference = tmp_path / "reference"
     reference.mkdir()
@@ -214,16 +217,18 @@ def test_sigkill_at_several_moments_loses_nothing(tmp_path_factory, tmp_path, na
     first_s, full_s = timed_run(step.args(reference), reference)
     assert all(p.is_file() for p in step.done(reference))
     check_tree(reference)
+    work = tmp_path / "killed"
+    work.mkdir()
+    step.prepare(work)
+    args = step.args(work)
     for moment in MOMENTS:
-        work = tmp_path / f"killed-{moment}"
-        work.mkdir()
-        step.prepare(work)
-        killed_at(step.args(work), work, first_s + moment * (full_s - first_s))
+        killed_at(args, work, first_s + moment * (full_s - first_s))
         check_tree(work)  # whatever is there is whole
-        run_cli(step.again(work), work)  # and the step can be resumed or run again
-        missing = [p for p in step.done(work) if not p.is_file()]
-        assert not missing, f"after the kill at {moment:.0%} and a rerun, missing {missing}"
-        check_tree(work)
+        args = step.again(work)  # the next round resumes or re-runs what the kill interrupted
+    run_cli(step.again(work), work)
+    missing = [p for p in step.done(work) if not p.is_file()]
+    assert not missing, f"after {len(MOMENTS)} kills and a last rerun, missing {missing}"
+    check_tree(work)
 
 
 # ---- a model older than its checkpoint -------------------------------------------------------------------
