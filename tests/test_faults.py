@@ -28,7 +28,7 @@ from runs import exported
 
 CLI = [sys.executable, "-m", "toolkit.cli.main"]
 MOMENTS = (0.2, 0.5, 0.8)  # of the time from the first file written to the end of an uninterrupted run
-TINY_TRAIN = ["mlp", "--data", "builtin:iris", "--set", "model.hidden=[8]", "--epochs", "30", "--no-progress"]
+TINY_TRAIN = ["mlp", "--data", "builtin:iris", "--set", "model.hidden=[8]", "--epochs", "15", "--no-progress"]
 SPACE = {"train.lr": {"low": 1.0e-3, "high": 3.0e-2, "log": True}, "model.hidden": [[8], [16]]}
 
 
