@@ -182,8 +182,8 @@ def verify_path(path: str, public_key: str) -> str:
 def verify_before_load(model: str, here: str, public_key: str) -> None:
     """--verify-key: a model inside a bundle (manifest.json beside it) is checked with the whole bundle's
     signature, any other model with its own NAME.onnx.sig."""
-    folder = os.path.dirname(os.path.abspath(model))
-    in_bundle = os.path.samefile(folder, here) and os.path.isfile(os.path.join(here, "manifest.json"))
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(model)))
+    in_bundle = folder == os.path.realpath(here) and os.path.isfile(os.path.join(here, "manifest.json"))
     verify_path(here if in_bundle else model, public_key)
 
 
