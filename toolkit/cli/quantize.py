@@ -77,6 +77,13 @@ def quantize(
             "with a warning (TOOLKIT_PROVIDER_STRICT=1: an error instead)."
         ),
     ] = "cpu",
+    register: Annotated[
+        str | None,
+        typer.Option(
+            help="Register the written model in MLflow's model registry as a new version of this name "
+            "(alias int8 or fp16; MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Quantize an exported model to INT8 (static QDQ or dynamic) or FP16, with an accuracy gate.
@@ -109,11 +116,17 @@ def quantize(
             batches=batches,
             provider=provider,
             progress=lambda m: status.update(f"quantizing: {m}…"),
+            register=register,
         )
     if as_json:
         print_json(report)
     else:
         _print_quantize(report)
+        if report.get("registered"):
+            r = report["registered"]
+            console.print(f"registered in MLflow as {r['name']} version {r['version']} ({r['uri']})")
+        elif register is not None and not report["refused"]:
+            console.print(f"nothing registered as {register}: no quantized model was written (fp32 kept)")
     if report["refused"]:
         err_console.print(f"[bold red]error:[/] {escape(report['refused'])}", soft_wrap=True)
         raise typer.Exit(1)

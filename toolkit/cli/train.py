@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from toolkit.cli._common import console, err_console, handle_errors, print_json
+from toolkit.cli._common import console, err_console, handle_errors, print_json, track_overrides
 
 
 class RichProgress:
@@ -117,10 +117,7 @@ def train(
     from toolkit.train import train as train_api
 
     overrides = list(set_ or [])
-    if track:
-        from toolkit.tracking import check_kinds
-
-        overrides.append(f"train.track={json.dumps(check_kinds(track))}")
+    overrides += track_overrides(track)
     for key, value in (("text_column", text_column), ("time_column", time_column)):
         if value is not None:
             overrides.append(f"data.{key}={json.dumps(value)}")  # a JSON string is a valid YAML scalar

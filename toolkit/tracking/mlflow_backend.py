@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ToolkitError, one_line
-from toolkit.tracking import ARTIFACTS, DEFAULT_MLFLOW_URI, numeric
+from toolkit.tracking.common import ARTIFACTS, DEFAULT_MLFLOW_URI, numeric
 
 BATCH = 100  # MLflow takes at most 100 params and 1,000 metrics per log_batch call
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ToolkitError, one_line
-from toolkit.tracking import check_kinds
+from toolkit.tracking.common import check_kinds
 
 EXPERIMENT = "toolkit-models"  # where a model whose run was not tracked is logged
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.tracking import numeric
+from toolkit.tracking.common import numeric
 
 LOGDIR = "tensorboard"
 

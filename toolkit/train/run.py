@@ -113,6 +113,8 @@ def train(
         if (run_dir / "last.pt").exists():
             raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
 
+    if track is not None:  # kept in the recipe: --resume tracks the rest of the run the same way
+        rec.train.track = tracking.check_kinds(track)
     # Data first: a bad source fails before anything is written, so no half-made run directory remains.
     splits = load_splits(
         rec.data, rec.task, model_entry(rec.arch).input_kind(rec.task, rec.model), rec.train.seed
@@ -128,7 +130,7 @@ def train(
         },
     )
     tracker = tracking.for_run(
-        rec.train.track if track is None else track,
+        rec.train.track,
         run_dir,
         rec,
         resume=resume is not None,
@@ -141,7 +143,7 @@ def train(
             run_dir,
             resume=resume is not None,
             progress=progress,
-            callbacks=[*(callbacks or []), tracker.epoch],
+            callbacks=[tracker.epoch, *(callbacks or [])],
         )
         metrics = _final_metrics(rec, splits, result, run_dir)
     except BaseException as exc:

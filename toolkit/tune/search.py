@@ -521,7 +521,7 @@ def train_trial(
     write_json(run_dir / "data.json", {**splits.spec, "samples": samples})
     tracker = tracking.start(run_dir=run_dir, **track) if track else tracking.Tracker([])
     try:
-        result = loop.fit(rec, splits, run_dir, callbacks=[*(callbacks or []), tracker.epoch])
+        result = loop.fit(rec, splits, run_dir, callbacks=[tracker.epoch, *(callbacks or [])])
     except BaseException as exc:
         tracker.fail("KILLED" if type(exc).__name__ in ("TrialPruned", "KeyboardInterrupt") else "FAILED")
         raise
