@@ -22,6 +22,8 @@ RUNTIME_MODULES = [
     "toolkit.cli.explain",
     "toolkit.runtime.explain.api",
     "toolkit.runtime.explain.serving",
+    "toolkit.tracking",
+    "toolkit.tracking.registry",
 ]
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from toolkit.errors import ToolkitError, one_line
+from toolkit.tracking import KINDS as TRACKERS
 
 Task = Literal["classify", "regress", "forecast", "reconstruct", "generate"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
@@ -145,8 +146,13 @@ class TrainConfig:
     seed: int = 0  # seeds the split, the initialization, shuffling, dropout and augmentation
     device: Device = "auto"  # auto picks CUDA when present
     amp: bool = True  # mixed precision on CUDA (bf16 where supported); ignored on CPU
+    track: list[str] = field(default_factory=list)  # experiment trackers: mlflow, tensorboard (--track)
 
     def __post_init__(self) -> None:
+        if isinstance(self.track, str):
+            self.track = [self.track]
+        if any(kind not in TRACKERS for kind in self.track):
+            raise ToolkitError(f"train.track takes a list of {', '.join(TRACKERS)} (got {self.track})")
         if self.epochs < 1:
             raise ToolkitError(f"train.epochs must be a positive integer (got {self.epochs})")
         if self.batch_size < 1:

@@ -89,3 +89,15 @@ def fmt_size(n: int | None) -> str:
     if not n:
         return ""
     return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
+
+
+def track_overrides(track: list[str] | None) -> list[str]:
+    """`--track mlflow --track tensorboard` as the recipe override train.track=[...] (checked: a missing
+    library is named before anything runs; kept in the run's recipe, so --resume tracks the same way)."""
+    if not track:
+        return []
+    import json
+
+    from toolkit.tracking import check_kinds
+
+    return [f"train.track={json.dumps(check_kinds(track))}"]

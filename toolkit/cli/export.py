@@ -22,6 +22,13 @@ def export(
     exporter: Annotated[
         str, typer.Option(help="auto (TorchScript, then dynamo if needed), torchscript or dynamo.")
     ] = "auto",
+    register: Annotated[
+        str | None,
+        typer.Option(
+            help="Register the model in MLflow's model registry under this name (alias fp32; "
+            "MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the files written and their metadata as JSON.")
     ] = False,
@@ -44,13 +51,14 @@ def export(
         from toolkit.runtime.trust import check_signing_key
 
         check_signing_key(sign_key)  # before the export, not after it
-    result = export_run(run_dir, out, opset, exporter)
+    result = export_run(run_dir, out, opset, exporter, register)
     files = [result, *result.parts]
     signatures = sign_all([r.path for r in files], sign_key)
     if as_json:
         print_json(
             {
                 "seconds": round(result.seconds, 3),
+                "registered": result.registered,
                 "files": [
                     {"path": str(r.path), "sidecar": str(r.sidecar), "bytes": r.bytes, "metadata": r.metadata}
                     for r in files
@@ -64,6 +72,9 @@ def export(
     for sig in signatures:
         console.print(f"signed: {escape(str(sig))}")
     console.print(f"exported in {result.seconds:.1f} s")
+    if result.registered:
+        r = result.registered
+        console.print(f"registered in MLflow as {r['name']} version {r['version']} ({r['uri']})")
 
 
 def sign_all(paths: list[Path], key: Path | None) -> list[Path]:

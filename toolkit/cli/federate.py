@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from toolkit.cli._common import console, err_console, handle_errors, print_json
+from toolkit.cli._common import console, err_console, handle_errors, print_json, track_overrides
 
 
 class _SimulateByDefault(TyperGroup):
@@ -62,6 +62,10 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override any recipe key: --set train.lr=3e-4.")
 ]
 Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/NAME-federated, -2, ...).")]
+Track = Annotated[
+    list[str] | None,
+    typer.Option("--track", help="Track the rounds in mlflow and/or tensorboard (repeatable; train.track)."),
+]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")]
 
@@ -192,6 +196,7 @@ def simulate(
     ] = None,
     set_: SetOpt = None,
     out: Out = None,
+    track: Track = None,
     no_progress: NoProgress = False,
     as_json: AsJson = False,
 ) -> None:
@@ -204,7 +209,7 @@ def simulate(
     overrides = _overrides(
         set_,
         **{k: v for k, v in locals().items() if k in _FLAGS},  # the federate.* flags given
-    )
+    ) + track_overrides(track)
     total, metric = _resolve_rounds(recipe, data, overrides)
     _run(
         simulate_api,
@@ -256,13 +261,16 @@ def server(
     ] = 600.0,
     set_: SetOpt = None,
     out: Out = None,
+    track: Track = None,
     no_progress: NoProgress = False,
     as_json: AsJson = False,
 ) -> None:
     """Run the server of a federation: wait for --clients clients, train, write the run directory."""
     from toolkit.federate import serve
 
-    overrides = _overrides(set_, **{k: v for k, v in locals().items() if k in _FLAGS})
+    overrides = _overrides(set_, **{k: v for k, v in locals().items() if k in _FLAGS}) + track_overrides(
+        track
+    )
     tls = None
     if ssl_ca_certfile or ssl_certfile or ssl_keyfile:
         tls = {

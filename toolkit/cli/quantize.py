@@ -77,6 +77,13 @@ def quantize(
             "with a warning (TOOLKIT_PROVIDER_STRICT=1: an error instead)."
         ),
     ] = "cpu",
+    register: Annotated[
+        str | None,
+        typer.Option(
+            help="Register the written model in MLflow's model registry as a new version of this name "
+            "(alias int8 or fp16; MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     sign_key: Annotated[
         Path | None,
@@ -121,6 +128,7 @@ def quantize(
             batches=batches,
             provider=provider,
             progress=lambda m: status.update(f"quantizing: {m}…"),
+            register=register,
         )
     if report["written"] and sign_key is not None:
         from toolkit.runtime import trust
@@ -130,6 +138,11 @@ def quantize(
         print_json(report)
     else:
         _print_quantize(report)
+        if report.get("registered"):
+            r = report["registered"]
+            console.print(f"registered in MLflow as {r['name']} version {r['version']} ({r['uri']})")
+        elif register is not None and not report["refused"]:
+            console.print(f"nothing registered as {register}: no quantized model was written (fp32 kept)")
     if report["refused"]:
         err_console.print(f"[bold red]error:[/] {escape(report['refused'])}", soft_wrap=True)
         raise typer.Exit(1)

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from toolkit.cli._common import console, err_console, handle_errors, print_json
+from toolkit.cli._common import console, err_console, handle_errors, print_json, track_overrides
 
 
 class RichProgress:
@@ -100,6 +100,14 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="Continue an interrupted run in this directory.")
     ] = None,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            help="Track the run in mlflow or tensorboard (repeatable; train.track). MLflow uses "
+            "MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here; TensorBoard writes RUN_DIR/tensorboard.",
+        ),
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
 ) -> None:
@@ -109,6 +117,7 @@ def train(
     from toolkit.train import train as train_api
 
     overrides = list(set_ or [])
+    overrides += track_overrides(track)
     for key, value in (("text_column", text_column), ("time_column", time_column)):
         if value is not None:
             overrides.append(f"data.{key}={json.dumps(value)}")  # a JSON string is a valid YAML scalar

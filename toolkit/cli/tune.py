@@ -98,6 +98,14 @@ def tune(
         str | None, typer.Option(help="Study name in the storage (default: the recipe name).")
     ] = None,
     jobs: Annotated[int, typer.Option(help="Trials run in parallel (worker processes).")] = 1,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            help="Track the study in mlflow (a run, its trials as child runs) and/or tensorboard (each "
+            "trial's folder); repeatable. Default: the recipe's train.track.",
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Fix a recipe key for every trial: --set train.epochs=20 (repeatable)."),
@@ -118,7 +126,7 @@ def tune(
 
     search = prepare(
         recipe, data, target, list(set_ or []), space, trials, timeout, sampler, pruner, metric, direction,
-        storage, study, jobs, out,
+        storage, study, jobs, out, track,
     )  # fmt: skip
     progress = None if (no_progress or as_json) else TuneProgress()
     try:

@@ -41,17 +41,23 @@ class ExportResult:
     bytes: int
     seconds: float
     parts: list[ExportResult] = field(default_factory=list)  # files exported beside it (the encoder)
+    registered: dict[str, Any] | None = None  # the MLflow model version (--register NAME)
 
 
 def export_run(
-    run_dir: str | Path, out: str | Path | None = None, opset: int | None = None, exporter: str = "auto"
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    opset: int | None = None,
+    exporter: str = "auto",
+    register: str | None = None,
 ) -> ExportResult:
     """Export RUN_DIR/best.pt to `out` (default RUN_DIR/model.onnx) and model.json beside it.
 
     `exporter`: "auto" tries each of EXPORTERS in order and keeps the first whose graph passes every check;
     "torchscript" or "dynamo" uses only that one. Nothing is written unless every graph passes the checker,
     strict shape inference and the parity check; files are replaced atomically, so an earlier model.onnx
-    stays whole when an export fails."""
+    stays whole when an export fails. `register=NAME` registers the model in MLflow's model registry
+    (toolkit.tracking.registry); a run tracked with TensorBoard gets the ONNX graph in its event files."""
     from toolkit.io import write_bytes, write_json
     from toolkit.train.checkpoint import load_checkpoint, load_model
 
@@ -68,6 +74,10 @@ def export_run(
     out = Path(out) if out is not None else run_dir / "model.onnx"
     if out.suffix != ".onnx":
         raise ToolkitError(f"--out must name a .onnx file (got {out})")
+    if register is not None:
+        from toolkit.tracking import check_kinds
+
+        check_kinds(["mlflow"])  # a missing mlflow is said before the export, not after
     ckpt_path = run_dir / "best.pt"
     ckpt = load_checkpoint(ckpt_path)
     task = ckpt["recipe"].get("task")
@@ -97,7 +107,20 @@ def export_run(
         results.append(ExportResult(path, path.with_suffix(".json"), g.document, len(data), g.seconds))
     main, parts = results[0], results[1:]
     main.parts, main.seconds = parts, time.perf_counter() - t0
+    _track_export(run_dir, main, register)
     return main
+
+
+def _track_export(run_dir: Path, main: ExportResult, register: str | None) -> None:
+    """The graph into a TensorBoard-tracked run's event files; the model into MLflow's registry."""
+    if (run_dir / "tensorboard").is_dir():
+        from toolkit.tracking.tensorboard_backend import add_onnx_graph
+
+        add_onnx_graph(run_dir, main.path)
+    if register is not None:
+        from toolkit.tracking.registry import register as register_model
+
+        main.registered = register_model(main.path, register, "fp32", run_dir)
 
 
 def part_path(out: Path, suffix: str) -> Path:

@@ -20,6 +20,7 @@ from toolkit.federate.run import (
     FederateResult,
     federation_meta,
     finish,
+    open_tracker,
     prepare,
     watch,
     write_start,
@@ -84,14 +85,15 @@ def serve(
         meta["privacy"] = describe(fed.privacy, sampled_clients(fed, fed.clients))
         meta["security"] = {"tls": not insecure, "supernode_auth": bool(auth_keys)}
         job = write_start(run_dir, rec, splits, Path(tmp), fed.clients, meta, [], connect_timeout)
+        tracker = open_tracker(rec, run_dir)
         with launch.Federation(Path(tmp) / "flower") as federation:
             federation.start_superlink(host, port, tls, auth=bool(auth_keys))
             local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             app = federation.write_app(f"{local}:{port}", (tls or {}).get("ca"))
             for key in auth_keys or []:
                 federation.register_supernode(str(Path(key).resolve()))
-            status = watch(run_dir, federation, federation.submit(app, job), progress, None)
-    return finish(run_dir, status)
+            status = watch(run_dir, federation, federation.submit(app, job), progress, None, tracker)
+    return finish(run_dir, status, tracker)
 
 
 def join(

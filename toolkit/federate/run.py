@@ -92,8 +92,20 @@ def write_start(
     return job_file
 
 
-def watch(run_dir: Path, federation: Any, proc: Any, progress: Any, on_round: RoundHook | None) -> dict:
-    """Wait for `flwr run` to finish, reporting rounds as metrics.csv grows; returns the ServerApp's status."""
+def watch(
+    run_dir: Path, federation: Any, proc: Any, progress: Any, on_round: RoundHook | None, tracker: Any = None
+) -> dict:
+    """Wait for `flwr run` to finish, reporting rounds as metrics.csv grows; returns the ServerApp's status.
+    `tracker` (toolkit.tracking.for_run) gets every round's row as it lands."""
+    try:
+        return _watch(run_dir, federation, proc, progress, on_round, tracker)
+    except BaseException:
+        if tracker is not None:
+            tracker.fail()
+        raise
+
+
+def _watch(run_dir: Path, federation: Any, proc: Any, progress: Any, on_round: Any, tracker: Any) -> dict:
     import csv
     import time
 
@@ -110,6 +122,8 @@ def watch(run_dir: Path, federation: Any, proc: Any, progress: Any, on_round: Ro
             with open(run_dir / "metrics.csv", newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["round"]) > 0]
         for row in rows[seen:]:
+            if tracker is not None:
+                tracker.epoch(int(row["round"]), _floats(row))
             if progress is not None:
                 progress.update(int(row["round"]), row)
             if on_round is not None:
@@ -125,14 +139,36 @@ def watch(run_dir: Path, federation: Any, proc: Any, progress: Any, on_round: Ro
     return status
 
 
-def finish(run_dir: Path, status: dict[str, Any]) -> FederateResult:
+def finish(run_dir: Path, status: dict[str, Any], tracker: Any = None) -> FederateResult:
     if status.get("state") != "done":
+        if tracker is not None:
+            tracker.fail()
         raise ToolkitError(status.get("error") or "the federated run failed")
     import csv
 
     with open(run_dir / "metrics.csv", newline="") as f:
         history = list(csv.DictReader(f))
+    if tracker is not None:
+        tracker.finish(status["metrics"], run_dir)
     return FederateResult(run_dir, status["metrics"], history)
+
+
+def open_tracker(rec: Any, run_dir: Path) -> Any:
+    """The run's trackers (train.track / --track): params, each round's metrics, the final report."""
+    from toolkit import tracking
+
+    return tracking.for_run(rec.train.track, run_dir, rec)
+
+
+def _floats(row: dict[str, str]) -> dict[str, float]:
+    """A metrics.csv row (strings) as numbers; empty cells dropped."""
+    out = {}
+    for key, value in row.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def _check_flower() -> None:

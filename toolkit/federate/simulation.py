@@ -13,6 +13,7 @@ from toolkit.federate.run import (
     RoundHook,
     federation_meta,
     finish,
+    open_tracker,
     prepare,
     watch,
     write_start,
@@ -45,14 +46,15 @@ def simulate(
         meta = federation_meta(rec, clients, "simulation", shares)
         meta["privacy"] = describe(fed.privacy, sampled_clients(fed, clients))
         job_file = write_start(run_dir, rec, splits, Path(tmp), clients, meta, shares)
+        tracker = open_tracker(rec, run_dir)
         with launch.Federation(Path(tmp) / "flower") as federation:
             port = launch.free_port()
             federation.start_superlink("127.0.0.1", port)
             for i, node in enumerate(nodes):
                 federation.start_supernode(f"client{i}", f"127.0.0.1:{port}", node)
             app = federation.write_app(f"127.0.0.1:{port}")
-            status = watch(run_dir, federation, federation.submit(app, job_file), progress, on_round)
-    return finish(run_dir, status)
+            status = watch(run_dir, federation, federation.submit(app, job_file), progress, on_round, tracker)
+    return finish(run_dir, status, tracker)
 
 
 def client_nodes(

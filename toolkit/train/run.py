@@ -82,16 +82,19 @@ def train(
     resume: str | Path | None = None,
     progress: Any = None,
     callbacks: list | None = None,
+    track: list[str] | None = None,
+    track_parent: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train a recipe; returns the run directory and final test metrics.
 
     `resume=RUN_DIR` continues an interrupted run with its saved recipe (other arguments must be empty).
+    `track` (default: the recipe's train.track) sends params, per-epoch metrics and artifacts to MLflow
+    and/or TensorBoard (toolkit.tracking); `track_parent` nests the MLflow run (a tune trial).
     """
+    from toolkit import tracking
     from toolkit.data import load_splits
     from toolkit.models import model_entry
     from toolkit.train.loop import fit
-    from toolkit.train.plots import plot_curves
-    from toolkit.train.tasks import baseline_metrics
 
     if resume is not None:
         run_dir = Path(resume)
@@ -110,6 +113,8 @@ def train(
         if (run_dir / "last.pt").exists():
             raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
 
+    if track is not None:  # kept in the recipe: --resume tracks the rest of the run the same way
+        rec.train.track = tracking.check_kinds(track)
     # Data first: a bad source fails before anything is written, so no half-made run directory remains.
     splits = load_splits(
         rec.data, rec.task, model_entry(rec.arch).input_kind(rec.task, rec.model), rec.train.seed
@@ -124,7 +129,35 @@ def train(
             "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
         },
     )
-    result = fit(rec, splits, run_dir, resume=resume is not None, progress=progress, callbacks=callbacks)
+    tracker = tracking.for_run(
+        rec.train.track,
+        run_dir,
+        rec,
+        resume=resume is not None,
+        parent=track_parent,
+    )
+    try:
+        result = fit(
+            rec,
+            splits,
+            run_dir,
+            resume=resume is not None,
+            progress=progress,
+            callbacks=[tracker.epoch, *(callbacks or [])],
+        )
+        metrics = _final_metrics(rec, splits, result, run_dir)
+    except BaseException as exc:
+        tracker.fail("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    tracker.finish(metrics, run_dir)
+    return TrainResult(run_dir, metrics, result.history, rec)
+
+
+def _final_metrics(rec: Recipe, splits: Any, result: Any, run_dir: Path) -> dict[str, Any]:
+    """metrics.json (test metrics, epochs, baselines) and curves.png of a finished fit."""
+    from toolkit.train.plots import plot_curves
+    from toolkit.train.tasks import baseline_metrics
+
     task = make_task(rec, splits.spec)
     metrics = {
         **result.test_metrics,
@@ -141,7 +174,7 @@ def train(
     write_json(run_dir / "metrics.json", metrics)
     if result.history:
         plot_curves(result.history, task.main_metric, run_dir / "curves.png")
-    return TrainResult(run_dir, metrics, result.history, rec)
+    return metrics
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, plots: bool = True) -> dict[str, Any]:

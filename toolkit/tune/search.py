@@ -50,6 +50,8 @@ class Search:
     trials: int = 20
     timeout: float | None = None
     jobs: int = 1
+    track: list[str] = field(default_factory=list)  # mlflow/tensorboard: trials as (child) runs
+    track_parent: dict[str, str] | None = None  # {"mlflow": the study's run id}, set by run_search
 
     @property
     def metric_key(self) -> str:
@@ -113,11 +115,12 @@ def tune(
     jobs: int = 1,
     out: str | Path | None = None,
     progress: Any = None,
+    track: list[str] | None = None,
 ) -> TuneResult:
     """Search the recipe's space (or `space`, a YAML file) and finish with the best trial. See module doc."""
     search = prepare(
         recipe, data, target, overrides, space, trials, timeout, sampler, pruner, metric, direction,
-        storage, study, jobs, out,
+        storage, study, jobs, out, track,
     )  # fmt: skip
     run_search(search, progress)
     return finish(search)
@@ -139,9 +142,11 @@ def prepare(
     study: str | None = None,
     jobs: int = 1,
     out: str | Path | None = None,
+    track: list[str] | None = None,
 ) -> Search:
     """Resolve and check every argument (nothing is written when one is wrong)."""
     from toolkit.metrics import MAIN_METRIC, direction_of
+    from toolkit.tracking import check_kinds
     from toolkit.train import resolve_recipe
 
     given = recipe.search if isinstance(recipe, Recipe) else {}
@@ -188,6 +193,7 @@ def prepare(
         trials=trials,
         timeout=timeout,
         jobs=jobs,
+        track=check_kinds(rec.train.track if track is None else track),
     )
 
 
@@ -303,6 +309,10 @@ def run_search(search: Search, progress: Any = None) -> None:
     study = open_study(search)
     done = len(finished(study))
     _drop_failed_trial_dirs(search, study)
+    if search.track and search.track_parent is None:
+        from toolkit.tune.tracked import start_study_run
+
+        search.track_parent = start_study_run(search)
     if progress is not None:
         progress.start(search, study)
     try:
@@ -435,7 +445,14 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        history = train_trial(rec, run_dir, self._splits(rec), callbacks=[report])
+        track = None
+        if s.track:
+            track = {
+                "kinds": s.track, "params": {**rec.to_dict(), "trial": trial.number},
+                "experiment": s.recipe.name, "run_name": f"{s.study_name} trial {trial.number}",
+                "parent": s.track_parent, "tags": {"toolkit.trial": str(trial.number)},
+            }  # fmt: skip
+        history = train_trial(rec, run_dir, self._splits(rec), callbacks=[report], track=track)
         trial.set_user_attr("best_epoch", history["best_epoch"])
         kept = next(r for r in history["rows"] if r["epoch"] == history["best_epoch"])
         if "val_loss" in kept:
@@ -485,9 +502,13 @@ def withhold_test(splits: Any) -> Any:
     )
 
 
-def train_trial(rec: Recipe, run_dir: Path, splits: Any, callbacks: list | None = None) -> dict[str, Any]:
+def train_trial(
+    rec: Recipe, run_dir: Path, splits: Any, callbacks: list | None = None, track: dict | None = None
+) -> dict[str, Any]:
     """Train one configuration into run_dir (a run directory like `toolkit train` writes, minus test
-    metrics); returns its history and best epoch. The caller passes splits without a test split."""
+    metrics); returns its history and best epoch. The caller passes splits without a test split.
+    `track`: toolkit.tracking.start's arguments, for a trial tracked as its own (child) run."""
+    from toolkit import tracking
     from toolkit.train import loop
 
     if len(splits.x_test):
@@ -498,7 +519,12 @@ def train_trial(rec: Recipe, run_dir: Path, splits: Any, callbacks: list | None 
     write_text(run_dir / "recipe.yaml", f"# resolved recipe of this trial (toolkit tune)\n{rec.to_yaml()}")
     samples = {"train": len(splits.x_train), "val": len(splits.x_val), "test": 0}
     write_json(run_dir / "data.json", {**splits.spec, "samples": samples})
-    result = loop.fit(rec, splits, run_dir, callbacks=callbacks)
+    tracker = tracking.start(run_dir=run_dir, **track) if track else tracking.Tracker([])
+    try:
+        result = loop.fit(rec, splits, run_dir, callbacks=[tracker.epoch, *(callbacks or [])])
+    except BaseException as exc:
+        tracker.fail("KILLED" if type(exc).__name__ in ("TrialPruned", "KeyboardInterrupt") else "FAILED")
+        raise
     summary = {
         "rows": result.history,
         "best_epoch": result.best_epoch,
@@ -508,6 +534,8 @@ def train_trial(rec: Recipe, run_dir: Path, splits: Any, callbacks: list | None 
     }
     write_json(run_dir / "trial.json", {k: v for k, v in summary.items() if k != "rows"})
     (run_dir / "last.pt").unlink(missing_ok=True)  # optimizer state: only needed to resume a run
+    last = result.history[-1] if result.history else {}
+    tracker.finish({**last, **{k: v for k, v in summary.items() if k != "rows"}}, run_dir)
     return summary
 
 
@@ -579,6 +607,10 @@ def finish(search: Search) -> TuneResult:
         counts=counts,
     )
     write_json(search.out / "tune.json", {k: v for k, v in result.to_dict().items() if k != "trials"})
+    if search.track_parent:
+        from toolkit.tune.tracked import finish_study_run
+
+        finish_study_run(search, result)
     return result
 
 

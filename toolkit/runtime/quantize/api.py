@@ -61,14 +61,20 @@ def quantize(
     rounds: int = 7,
     slice_seconds: float = 0.08,
     progress: Callable[[str], None] | None = None,
+    register: str | None = None,
 ) -> dict[str, Any]:
     """Quantize MODEL (see toolkit.runtime.quantize). Returns the report (also quantize.json beside the
     model). report["written"] is the file written, or None (fp32 kept, or a forced mode refused:
-    report["refused"])."""
+    report["refused"]). `register=NAME` registers the written model in MLflow's model registry as a new
+    version of NAME with alias int8 (or fp16): report["registered"]."""
     import onnx
 
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
+    if register is not None:
+        from toolkit.tracking import check_kinds
+
+        check_kinds(["mlflow"])  # said before the work, not after
     s = _settings(model_path, run, mode, max_drop, calibration, out, samples, threads, batches, provider)
     say("loading the validation and calibration data")
     d = quantization_inputs(s.meta, data, s.samples)
@@ -102,6 +108,13 @@ def quantize(
     chosen, _, refused = decision
     written = rep.write_model(ctx, chosen, s.out) if chosen is not None and not refused else None
     report = rep.report(ctx, candidates, base_latency, decision, written, time.perf_counter() - t0)
+    if register is not None and written is not None:
+        from toolkit.tracking.registry import register as register_model
+
+        alias = "fp16" if chosen.mode == "fp16" else "int8"
+        report["registered"] = register_model(
+            Path(written), register, alias, Path(run) if run else s.path.parent
+        )
     if not refused:  # a refused forced mode writes nothing at all
         report_file = s.path.with_name("quantize.json")
         write_json(report_file, report)
