@@ -14,13 +14,18 @@ from toolkit.cli._common import console, handle_errors, print_json
 
 @handle_errors
 def info(
-    model: Annotated[Path, typer.Argument(help="An exported .onnx model (toolkit export).")],
+    model: Annotated[
+        Path, typer.Argument(help="A .onnx model: exported, imported (toolkit import) or any other.")
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print everything as JSON (metadata included).")
     ] = False,
 ) -> None:
     """Show a model's metadata summary, inputs and outputs, opset, file size, parameter count and operator
-    histogram. The graph is read with the onnx package when installed, otherwise with onnxruntime."""
+    histogram. The graph is read with the onnx package when installed, otherwise with onnxruntime.
+
+    Any ONNX model works: one without toolkit metadata is described from its graph alone (symbolic dims by
+    name, weights kept in external data files listed); `toolkit import` adds the metadata."""
     from toolkit.runtime.info import model_info
 
     result = model_info(model)
@@ -31,12 +36,10 @@ def info(
 
 
 def _print(r: dict[str, Any]) -> None:
-    ports = Table(
-        title=escape(
-            f"{r['path']} · {r['task']} {r['role']} · {r['arch']} · {_size(r['bytes'])} · {r['schema']}"
-        ),
-        title_justify="left",
-    )
+    what = f"{r['task']} {r['role']} · {r['arch']} · {r['schema']}"
+    if not r["toolkit_metadata"]:
+        what = "no toolkit metadata (toolkit import adds it)"
+    ports = Table(title=escape(f"{r['path']} · {_size(r['total_bytes'])} · {what}"), title_justify="left")
     for column in ("", "name", "dtype", "shape", "meaning"):
         ports.add_column(column)
     for kind in ("inputs", "outputs"):
@@ -76,8 +79,16 @@ def _summary(r: dict[str, Any]) -> list[tuple[str, str]]:
                 + (f" (+{r['constants']:,} index constants)" if r["constants"] else ""),
             )
         )
+    for e in r["external_data"]:
+        size = "missing" if e["bytes"] is None else _size(e["bytes"])
+        rows.append(("external data", f"{e['file']}: {e['tensors']} tensors, {size}"))
+    if r["producer"]:
+        rows.append(("producer", r["producer"]))
+    imported = r.get("imported")
     prov = r["provenance"]
-    if prov:
+    if isinstance(imported, dict):
+        rows.append(("imported", f"{imported.get('date')} by toolkit from {imported.get('source')}"))
+    elif prov:
         rows.append(
             (
                 "exported",
@@ -85,7 +96,8 @@ def _summary(r: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
         rows.append(("from run", str(prov.get("source_run"))))
-    rows.append(("recipe", f"{r['recipe']} · data {r['data']}"))
+    if r["recipe"] and not imported:
+        rows.append(("recipe", f"{r['recipe']} · data {r['data']}"))
     if r["labels"]:
         shown = ", ".join(r["labels"][:8]) + (", ..." if len(r["labels"]) > 8 else "")
         rows.append(("labels", f"{len(r['labels'])}: {shown}"))

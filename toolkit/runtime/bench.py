@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError, one_line
-from toolkit.runtime.evalset import synthetic_feeds
+from toolkit.runtime.evalset import check_shapes, synthetic_feeds
 
 BATCHES = (1, 8, 64)
 WARMUP_SECONDS = 0.3
@@ -143,7 +143,7 @@ def _worker(job: dict[str, Any]) -> dict[str, Any]:
     from toolkit.runtime.model import read_metadata
 
     t0 = time.perf_counter()
-    meta = read_metadata(job["path"])
+    meta = read_metadata(job["path"], bare=True)
     if job["kind"] == "torch":
         from toolkit.runtime.pytorch import eager_runner
 
@@ -155,7 +155,7 @@ def _worker(job: dict[str, Any]) -> dict[str, Any]:
             return sess.run(None, feeds)
 
     load_s = time.perf_counter() - t0
-    feeds = {b: synthetic_feeds(meta, b) for b in job["batches"]}
+    feeds = {b: synthetic_feeds(meta, b, shapes=job.get("shapes")) for b in job["batches"]}
     for b in job["batches"]:
         time_slice(lambda b=b: run(feeds[b]), job["warmup"])
     return {"load_s": load_s, "run": run, "feeds": feeds}
@@ -303,9 +303,14 @@ def bench(
     slice_seconds: float = SLICE_SECONDS,
     out: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Benchmark each model (on each provider) and, with `run`, PyTorch eager; returns the report and
-    writes it to `out` (default: bench.json beside the first model)."""
+    writes it to `out` (default: bench.json beside the first model).
+
+    Any ONNX model works, with or without toolkit metadata: inputs are made from the declared shapes and
+    dtypes; `shapes` ({input: dims}, the batch dim replaced by each batch size) fixes open dims, else the
+    defaults of toolkit.runtime.evalset.input_dims apply; the report's `inputs` says what was fed."""
     from toolkit.io import write_json
     from toolkit.runtime.model import read_metadata
     from toolkit.runtime.providers import resolve
@@ -319,8 +324,10 @@ def bench(
     for p in providers:
         resolve(p, strict=True)  # unknown or missing: a one-line error before any process starts
     paths = [Path(m) for m in models]
-    metas = [read_metadata(p) for p in paths]
-    base = {"batches": batches, "threads": threads, "warmup": WARMUP_SECONDS}
+    metas = [read_metadata(p, bare=True) for p in paths]
+    for meta in metas:
+        check_shapes(meta, shapes)
+    base = {"batches": batches, "threads": threads, "warmup": WARMUP_SECONDS, "shapes": shapes}
     contenders = _contenders(paths, metas, run, providers, base)
     times, peaks, loads = _measure(contenders, batches, rounds, slice_seconds, progress)
     rows = _rows(contenders, batches, times, peaks, loads)
@@ -335,6 +342,13 @@ def bench(
         "slice_seconds": slice_seconds,
         "task": metas[0]["task"],
         "arch": metas[0]["arch"],
+        "toolkit_metadata": not metas[0].get("bare", False),
+        "inputs": {
+            name: ["batch", *dims[1:]]
+            for name, dims in (
+                (k, list(v.shape)) for k, v in synthetic_feeds(metas[0], 1, shapes=shapes).items()
+            )
+        },
         "results": rows,
     }
     out = Path(out) if out is not None else paths[0].with_name("bench.json")

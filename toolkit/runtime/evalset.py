@@ -25,6 +25,8 @@ from toolkit.runtime import schema
 
 GENERATE_SAMPLES = 64  # a generator has no test split: it runs on this many draws of z and label
 SEQUENCE_LENGTH = 32  # tokens per synthetic text (capped at the tokenizer's max_length)
+DEFAULT_IMAGE_SIZE = 224  # a foreign image-like input's open height and width, when --shape does not say
+DEFAULT_DIM = 32  # any other open dim of a foreign model's input (sequence length, ...)
 CALIBRATION_BATCH = 32  # rows per batch the calibration reader hands to onnxruntime
 SEED = 0
 
@@ -185,10 +187,54 @@ def repeat_rows(feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------- synthetic
-def synthetic_feeds(meta: dict[str, Any], batch: int, seed: int = SEED) -> dict[str, np.ndarray]:
+def check_shapes(meta: dict[str, Any], shapes: dict[str, list[int]] | None) -> None:
+    """--shape NAME=DIMS must name an input, have its rank and agree with its fixed dims (not the batch)."""
+    ports = {p["name"]: p for p in meta["inputs"]}
+    for name, dims in (shapes or {}).items():
+        if name not in ports:
+            raise ToolkitError(f"--shape names {name!r}; the model's inputs: {', '.join(ports)}")
+        declared = ports[name]["shape"]
+        if len(dims) != len(declared):
+            raise ToolkitError(
+                f"--shape {name} has {len(dims)} dims; {name!r} is {len(declared)}-D {declared}"
+            )
+        for i, (got, want) in enumerate(zip(dims, declared)):
+            if i > 0 and isinstance(want, int) and want > 0 and got != want:
+                raise ToolkitError(f"--shape {name}: dim {i} is fixed at {want} in the graph (got {got})")
+
+
+def input_dims(
+    port: dict[str, Any], batch: int, shapes: dict[str, list[int]] | None, length: int
+) -> list[int]:
+    """The dims an input is fed with: the batch first, then --shape's dims, else the graph's fixed dims,
+    else the stated defaults: DEFAULT_IMAGE_SIZE for the height and width of an image-like 4-D input,
+    `length` (a text's tokens, DEFAULT_DIM for a foreign model) for any other open dim."""
+    given = (shapes or {}).get(port["name"])
+    shape = port["shape"]
+    image = (
+        len(shape) == 4
+        and (str(port["dtype"]).startswith("float"))
+        and (shape[1] in (1, 3) or shape[3] in (1, 3))
+    )
+    hw = (2, 3) if image and shape[1] in (1, 3) else (1, 2)
+    dims = [batch]
+    for i, d in enumerate(shape[1:], start=1):
+        if given is not None:
+            dims.append(int(given[i]))
+        elif isinstance(d, int) and d > 0:
+            dims.append(d)
+        else:
+            dims.append(DEFAULT_IMAGE_SIZE if image and i in hw else length)
+    return dims
+
+
+def synthetic_feeds(
+    meta: dict[str, Any], batch: int, seed: int = SEED, shapes: dict[str, list[int]] | None = None
+) -> dict[str, np.ndarray]:
     """A batch of inputs for every input the metadata declares, deterministic for a seed: normal values
     for float inputs, token ids drawn from the vocabulary (texts of SEQUENCE_LENGTH tokens), vocabulary
-    words for string inputs, class indices for labels."""
+    words for string inputs, class indices for labels (0 or 1 for a foreign model's integer inputs).
+    `shapes` gives the dims of open axes (see input_dims); a bare model (no metadata) gets the defaults."""
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for port in meta["inputs"]:
@@ -197,11 +243,13 @@ def synthetic_feeds(meta: dict[str, Any], batch: int, seed: int = SEED) -> dict[
         if tok is None and meta.get("role") == "text":  # raw strings: the token model's vocabulary
             tok = (meta["inputs"][0].get("preprocessing") or {}).get("tokenizer")
         length = min(SEQUENCE_LENGTH, int(tok["max_length"])) if tok else SEQUENCE_LENGTH
-        dims = [
-            batch if i == 0 else (length if isinstance(d, str) else int(d))
-            for i, d in enumerate(port["shape"])
-        ]
+        if meta.get("bare") and not tok:
+            length = DEFAULT_DIM
+        dims = input_dims(port, batch, shapes, length)
         dtype = port["dtype"]
+        if dtype == "bool":
+            feeds[port["name"]] = rng.integers(0, 2, size=dims).astype(bool)
+            continue
         if dtype == "string":
             words = [w for w in (tok or {}).get("vocab", []) if not w.startswith("<")] or ["text"]
             texts = [" ".join(rng.choice(words, size=length)) for _ in range(batch)]

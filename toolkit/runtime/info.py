@@ -12,7 +12,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from toolkit.runtime.model import OnnxModel, TensorSpec, load_proto, metadata_of
+from toolkit.runtime.model import (
+    OnnxModel,
+    TensorSpec,
+    bare_metadata,
+    graph_inputs,
+    graph_port,
+    has_metadata,
+    load_proto,
+    metadata_of,
+)
 
 # Initializers of these types are indices, shapes and axes (Gather indices, Reshape targets), not learned
 # weights; they are counted as constants. Float and 8-bit (quantized) initializers count as parameters.
@@ -20,7 +29,8 @@ INDEX_TYPES = ("INT64", "INT32", "INT16", "UINT64", "UINT32", "UINT16", "BOOL", 
 
 
 def model_info(path: str | Path) -> dict[str, Any]:
-    """Everything `toolkit info` shows, as one JSON-serializable dict."""
+    """Everything `toolkit info` shows, as one JSON-serializable dict. A model without `toolkit` metadata
+    (a foreign model) is described from its graph alone: `imported` false, task and labels None."""
     path = Path(path)
     try:
         graph = _from_onnx(path)
@@ -37,9 +47,14 @@ def model_info(path: str | Path) -> dict[str, Any]:
             if declared.get("preprocessing"):
                 port["preprocessing"] = declared["preprocessing"]
     provenance = meta.get("provenance") or {}
+    external = graph.pop("external_data", [])
     return {
         "path": str(path),
         "bytes": path.stat().st_size,
+        "external_data": external,
+        "total_bytes": path.stat().st_size + sum(e["bytes"] or 0 for e in external),
+        "toolkit_metadata": not meta.get("bare", False),
+        "imported": meta.get("imported"),
         "schema": meta.get("schema"),
         "task": meta.get("task"),
         "arch": meta.get("arch"),
@@ -61,8 +76,13 @@ def _from_onnx(path: Path) -> dict[str, Any]:
     import onnx
 
     proto = load_proto(path)
-    meta = metadata_of(proto, path)
     graph = proto.graph
+    if has_metadata(proto):
+        meta = metadata_of(proto, path)
+    else:
+        meta = bare_metadata(
+            [graph_port(v) for v in graph_inputs(proto)], [graph_port(v) for v in graph.output]
+        )
     names = {v: k for k, v in onnx.TensorProto.DataType.items()}
     parameters = constants = 0
     for t in graph.initializer:
@@ -73,12 +93,11 @@ def _from_onnx(path: Path) -> dict[str, Any]:
             constants += size
         else:
             parameters += size
-    weights = {t.name for t in graph.initializer}
     ops = Counter(_nodes(graph))
     return {
         "source": f"onnx {onnx.__version__}",
-        "inputs": [_port(v) for v in graph.input if v.name not in weights],  # IR < 4 lists weights too
-        "outputs": [_port(v) for v in graph.output],
+        "inputs": [graph_port(v) for v in graph_inputs(proto)],  # IR < 4 lists weights as inputs too
+        "outputs": [graph_port(v) for v in graph.output],
         "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
         "ir_version": proto.ir_version,
         "producer": f"{proto.producer_name} {proto.producer_version}".strip() or None,
@@ -88,7 +107,22 @@ def _from_onnx(path: Path) -> dict[str, Any]:
         "constants": constants,
         "operators": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "metadata": meta,
+        "external_data": _external_data(path, graph),
     }
+
+
+def _external_data(path: Path, graph: Any) -> list[dict[str, Any]]:
+    """The files holding the weights stored outside the model file: name, tensors, bytes (None: missing)."""
+    files: dict[str, int] = Counter()
+    for t in graph.initializer:
+        if t.data_location == 1:  # onnx.TensorProto.EXTERNAL
+            location = next((e.value for e in t.external_data if e.key == "location"), "?")
+            files[location] += 1
+    out = []
+    for name, tensors in files.items():
+        f = path.parent / name
+        out.append({"file": name, "tensors": tensors, "bytes": f.stat().st_size if f.is_file() else None})
+    return out
 
 
 def _nodes(graph: Any) -> list[str]:
@@ -102,22 +136,10 @@ def _nodes(graph: Any) -> list[str]:
     return out
 
 
-def _port(value: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    t = value.type.tensor_type
-    dims = [
-        d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
-        for d in t.shape.dim
-    ]
-    dtype = helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else None
-    return {"name": value.name, "dtype": "string" if dtype == "object" else dtype, "shape": dims}
-
-
 def _from_onnxruntime(path: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
-    model = OnnxModel(path, providers=["CPUExecutionProvider"])
+    model = OnnxModel(path, providers=["CPUExecutionProvider"], bare=True)
     meta = model.meta
     opset = (meta.get("provenance") or {}).get("opset")
     modelmeta = model.session.get_modelmeta()
@@ -141,4 +163,5 @@ def _from_onnxruntime(path: Path) -> dict[str, Any]:
         "constants": None,
         "operators": None,
         "metadata": meta,
+        "external_data": [],
     }

@@ -69,6 +69,7 @@ class OnnxModel:
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
         strict: bool | None = None,
+        bare: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -94,9 +95,13 @@ class OnnxModel:
         if self.fallback:
             warn(self.fallback)
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        self.meta: dict[str, Any] = parse_metadata(raw, self.path)
         self.inputs = [_spec(v) for v in self.session.get_inputs()]
         self.outputs = [_spec(v) for v in self.session.get_outputs()]
+        if raw is None and bare:  # a foreign model: its ports are all there is to know
+            ports = [[_bare_port(s) for s in specs] for specs in (self.inputs, self.outputs)]
+            self.meta: dict[str, Any] = bare_metadata(*ports)
+        else:
+            self.meta = parse_metadata(raw, self.path)
 
     @property
     def providers(self) -> list[str]:
@@ -151,15 +156,65 @@ class OnnxModel:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
+def read_metadata(path: str | Path, bare: bool = False) -> dict[str, Any]:
     """The `toolkit` metadata document of a model file, without building an inference session when the
-    onnx package is installed (the training extra); otherwise onnxruntime reads it."""
+    onnx package is installed (the training extra); otherwise onnxruntime reads it.
+
+    `bare`: a model without the document (one the toolkit did not export or import) gets a bare one
+    instead of an error: its graph's ports, task None (see bare_metadata); info and bench need no more."""
     path = Path(path)
     try:
         proto = load_proto(path)
     except ImportError:
+        if bare:
+            return OnnxModel(path, providers=["CPUExecutionProvider"], bare=True).meta
         return OnnxModel(path, providers=["CPUExecutionProvider"]).meta
+    if bare and not has_metadata(proto):
+        return bare_metadata(
+            [graph_port(v) for v in graph_inputs(proto)], [graph_port(v) for v in proto.graph.output]
+        )
     return metadata_of(proto, path)
+
+
+def has_metadata(proto: Any) -> bool:
+    """Whether an onnx.ModelProto carries a `toolkit` document (exported or imported)."""
+    return any(p.key == METADATA_KEY for p in proto.metadata_props)
+
+
+def bare_metadata(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the runtime knows of a model without metadata: its ports; no task, labels or preprocessing."""
+    return {
+        "schema": None,
+        "task": None,
+        "arch": "onnx",
+        "role": "model",
+        "bare": True,
+        "inputs": inputs,
+        "outputs": outputs,
+        "labels": None,
+    }
+
+
+def graph_inputs(proto: Any) -> list[Any]:
+    """The graph's real inputs (models of IR version < 4 also list their weights as inputs)."""
+    weights = {t.name for t in proto.graph.initializer}
+    return [v for v in proto.graph.input if v.name not in weights]
+
+
+def graph_port(value: Any) -> dict[str, Any]:
+    """An onnx ValueInfoProto as {name, dtype, shape}: symbolic dims by name, unknown ones None; dtype
+    None for what is not a tensor (a sequence of maps: skl2onnx's ZipMap output)."""
+    from onnx import helper
+
+    if not value.type.HasField("tensor_type"):
+        return {"name": value.name, "dtype": None, "shape": [], "type": value.type.WhichOneof("value")}
+    t = value.type.tensor_type
+    dims = [
+        d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
+        for d in t.shape.dim
+    ]
+    dtype = helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else None
+    return {"name": value.name, "dtype": "string" if dtype == "object" else dtype, "shape": dims}
 
 
 def load_proto(path: str | Path) -> Any:
@@ -228,6 +283,12 @@ def _unreadable(path: Path) -> str:
     if head == b"\x08":
         return f"{path} is a truncated or corrupt ONNX model (it does not parse); export it again"
     return f"{path} is not an ONNX model (it does not parse as one)"
+
+
+def _bare_port(spec: TensorSpec) -> dict[str, Any]:
+    d = spec.describe()
+    d["dtype"] = "string" if d["dtype"] == "object" else d["dtype"]
+    return d
 
 
 def _spec(value: Any) -> TensorSpec:
