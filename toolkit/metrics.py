@@ -148,15 +148,21 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------- by task
+def _named(out: Outputs, meta: dict[str, Any]) -> Outputs:
+    """An imported model's outputs under the toolkit's names (toolkit.runtime.processing.task_outputs)."""
+    from toolkit.runtime.processing import task_outputs
+
+    return task_outputs(meta or {}, out)
+
+
 def _classify(out: Outputs, y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
-    logits = out[
-        "logits"
-    ]  # (N, classes): the raw outputs in training, the graph's logits output after export
+    # (N, classes): the raw outputs in training, the graph's logits output after export
+    logits = _named(out, meta)["logits"]
     return classification_metrics(y, logits.argmax(axis=1), logits.shape[1])
 
 
 def _regress(out: Outputs, y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:
-    return regression_metrics(y, out["prediction"])  # both in the target's units
+    return regression_metrics(y, _named(out, meta)["prediction"])  # both in the target's units
 
 
 def _forecast(out: Outputs, y: np.ndarray, meta: dict[str, Any]) -> dict[str, float]:

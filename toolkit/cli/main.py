@@ -12,6 +12,7 @@ from toolkit.cli import explain as explain_cmd
 from toolkit.cli import export as export_cmd
 from toolkit.cli import federate as federate_cmd
 from toolkit.cli import generate as generate_cmd
+from toolkit.cli import import_ as import_cmd
 from toolkit.cli import info as info_cmd
 from toolkit.cli import predict as predict_cmd
 from toolkit.cli import quantize as quantize_cmd
@@ -64,6 +65,7 @@ app.command("export")(export_cmd.export)
 app.command("generate")(generate_cmd.generate)
 app.command("validate")(validate_cmd.validate)
 app.command("info")(info_cmd.info)
+app.command("import")(import_cmd.import_model)
 app.command("predict")(predict_cmd.predict)
 app.command("explain")(explain_cmd.explain)
 app.add_typer(edge_cmd.app, name="edge")

@@ -120,10 +120,103 @@ def generator_inputs(meta: dict[str, Any]) -> Inputs:
 
 
 def evaluation_inputs(meta: dict[str, Any], data: str | None = None) -> Inputs:
-    """The test split of the model's recipe, preprocessed as recorded; a generator gets sampled inputs."""
+    """The test split of the model's recipe, preprocessed as recorded; a generator gets sampled inputs;
+    an imported model (no recipe) gets the whole labelled `data` (labelled_inputs)."""
     if meta["task"] == "generate":
         return generator_inputs(meta)
+    if meta.get("imported"):
+        return labelled_inputs(meta, data)
     return split_inputs(meta, recipe_splits(meta, data), "test")
+
+
+# --------------------------------------------------------------------------------------------- labelled data
+def labelled_inputs(meta: dict[str, Any], data: str | None) -> Inputs:
+    """Labelled data for a model without a recipe (toolkit import): an image folder (one sub-folder per
+    label), a CSV with a target column or an .npz with x and y, read by toolkit.data's readers (as
+    training reads them) and preprocessed from the model's metadata alone."""
+    from toolkit.data import load_source
+
+    if data is None:
+        raise ToolkitError(
+            "this model was imported (toolkit import): it has no recipe to rebuild a test split from; "
+            "pass --data with labelled data (an image folder, a CSV with a target column or an .npz with x, y)"
+        )
+    from toolkit.runtime import processing
+
+    kind = processing.input_kind(meta)
+    geom = processing.image_geometry(meta)
+    if kind == "image" and geom[1] != geom[2] and os.path.isdir(data):
+        raise ToolkitError(
+            f"{data}: an image folder is read at a square size; this model takes {geom[2]}x{geom[1]} (give an .npz)"
+        )
+    target = _csv_target(meta, data) if data.lower().endswith(".csv") else None
+    raw = load_source(data, target, geom[1] if geom and kind == "image" else None, geom[0] if geom else None)
+    x = _model_rows(meta, raw, kind, geom)
+    y = _targets_of(meta, raw)
+    if len(x) == 0:
+        raise ToolkitError(f"{data}: no labelled samples")
+    return Inputs({meta["inputs"][0]["name"]: x}, y, data, len(x))
+
+
+def _csv_target(meta: dict[str, Any], path: str) -> str | None:
+    """The target column of a CSV: the one column that is not one of the model's features (else the last)."""
+    import csv
+
+    from toolkit.runtime.processing import feature_names
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+    except OSError:
+        return None  # the reader says what is wrong
+    rest = [h for h in header if h not in feature_names(meta)]
+    return rest[0] if len(rest) == 1 else None
+
+
+def _model_rows(meta: dict[str, Any], raw: Any, kind: str, geom: tuple[int, int, int] | None) -> np.ndarray:
+    """RawData features -> the model's input rows, with the recorded preprocessing and layout."""
+    from toolkit.runtime import processing
+
+    if kind == "image":
+        if raw.kind != "image" or tuple(raw.x.shape[1:]) != tuple(geom):
+            got = list(raw.x.shape[1:])
+            raise ToolkitError(f"{raw.source}: samples have shape {got}; the model takes {list(geom)} images")
+        return processing.model_layout(meta, processing.standardize_images(meta, raw.x))
+    if kind != "tabular":
+        raise ToolkitError(f"--data with labelled samples needs an image or tabular model, not {kind}")
+    names = processing.feature_names(meta)
+    x = raw.x.reshape(len(raw.x), -1)
+    if raw.feature_names and all(n in raw.feature_names for n in names):
+        x = x[:, [raw.feature_names.index(n) for n in names]]
+    if x.shape[1] != len(names):
+        raise ToolkitError(f"{raw.source}: samples have {x.shape[1]} features; the model takes {len(names)}")
+    return processing.standardize_features(meta, x)
+
+
+def _targets_of(meta: dict[str, Any], raw: Any) -> np.ndarray:
+    """Targets: label names (or indices) mapped to the model's labels; a regressor's numbers."""
+    if meta["task"] != "classify":
+        try:
+            return np.asarray(raw.y, dtype=np.float32).reshape(len(raw.y), -1).squeeze(1)
+        except (TypeError, ValueError):
+            raise ToolkitError(f"{raw.source}: the target is not numeric; this model regresses") from None
+    labels = list(meta["labels"])
+    y = np.asarray(raw.y)
+    if raw.label_names is not None and np.issubdtype(y.dtype, np.integer):
+        names = [raw.label_names[int(i)] for i in y]
+    elif np.issubdtype(y.dtype, np.integer) and not set(map(str, np.unique(y))) <= set(labels):
+        names = [labels[int(i)] if 0 <= int(i) < len(labels) else str(i) for i in y]  # class indices
+    else:
+        names = [str(v) for v in y]
+    unknown = sorted(set(names) - set(labels))
+    if unknown:
+        shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+        raise ToolkitError(
+            f"{raw.source}: its labels {unknown[:5]} differ from the model's ({shown}); name the data's "
+            "classes (sub-folders, target values) as the model's labels"
+        )
+    index = {v: i for i, v in enumerate(labels)}
+    return np.array([index[v] for v in names], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------- quantization
@@ -146,6 +239,12 @@ def quantization_inputs(meta: dict[str, Any], data: str | None, samples: int) ->
     if meta["task"] == "generate":
         inputs = generator_inputs(meta)
         return QuantizationInputs(inputs, inputs.feeds, inputs.source)
+    if meta.get("imported"):  # no recipe: the gate scores on all of `data`, calibration draws from it
+        inputs = labelled_inputs(meta, data)
+        rng = np.random.default_rng(SEED)
+        idx = np.sort(rng.choice(inputs.samples, size=min(samples, inputs.samples), replace=False))
+        calibration = {k: v[idx] for k, v in inputs.feeds.items()}
+        return QuantizationInputs(inputs, calibration, inputs.source)
     splits = recipe_splits(meta, data)
     val = split_inputs(meta, splits, "val")
     train = split_inputs(meta, splits, "train")

@@ -60,9 +60,11 @@ def preprocessing(meta: dict) -> dict:
 def image_geometry(meta: dict) -> tuple[int, int, int] | None:
     """(C, H, W) of the images the model was trained on (also for a flattened-image MLP), else None."""
     kind = input_kind(meta)
+    img = preprocessing(meta).get("image") or {}
+    if kind == "image" and all(isinstance(img.get(k), int) for k in ("channels", "height", "width")):
+        return int(img["channels"]), int(img["height"]), int(img["width"])  # also NHWC or open H, W
     if kind == "image":
         return tuple(meta["inputs"][0]["shape"][1:])  # type: ignore[return-value]
-    img = preprocessing(meta).get("image") or {}
     if kind == "tabular" and img.get("flattened"):
         return int(img["channels"]), int(img["height"]), int(img["width"])
     return None
@@ -333,7 +335,19 @@ def batch_feeds(meta: dict, rows: list, seed: int = 0) -> dict:
         latent = int(z_port["shape"][1])
         z = np.random.default_rng(seed).standard_normal((len(rows), latent)).astype(np.float32)
         return {z_port["name"]: z, label_port["name"]: np.asarray(rows, dtype=np.int64)}
-    return {ports[0]["name"]: np.stack(rows).astype(np.float32)}
+    return {ports[0]["name"]: model_layout(meta, np.stack(rows).astype(np.float32))}
+
+
+def model_layout(meta: dict, x: np.ndarray) -> np.ndarray:
+    """Preprocessed images (N, C, H, W), RGB -> the layout and channel order the model's input declares
+    (an imported model may take NHWC or BGR); anything else passes unchanged."""
+    if input_kind(meta) != "image" or x.ndim != 4:
+        return x
+    if (preprocessing(meta).get("image") or {}).get("color_order") == "BGR":
+        x = x[:, ::-1]
+    if meta["inputs"][0].get("layout") == "NHWC":
+        x = x.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x)
 
 
 # --------------------------------------------------------------------------------------------- postprocessing
@@ -343,10 +357,37 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def task_outputs(meta: dict, outputs: dict) -> dict:
+    """The graph's outputs under the names the toolkit reads (logits, probabilities, prediction): an
+    imported model's ports say which output serves `as` which, and what to `apply` to get probabilities
+    (softmax, sigmoid: one column for two labels means p(second label)). Exported models pass unchanged."""
+    out = dict(outputs)
+    for port in meta.get("outputs") or []:
+        role, value = port.get("as"), outputs.get(port["name"])
+        if role is None or value is None or role == "label":
+            continue
+        out[role] = value
+        apply = port.get("apply")
+        if role == "logits" and apply == "sigmoid":
+            p = sigmoid(value)
+            out["probabilities"] = np.concatenate([1 - p, p], axis=1) if p.shape[1] == 1 else p
+            out["logits"] = np.log(np.clip(out["probabilities"], 1e-12, None))
+        elif role == "logits":
+            out["probabilities"] = softmax(value)
+        elif role == "probabilities":
+            out["logits"] = np.log(np.clip(value.astype(np.float64), 1e-12, None))
+    return out
+
+
 def predictions(meta: dict, outputs: dict, top_k: int | None = None, labels_in: list | None = None) -> list:
     """Outputs of one batch -> one JSON-able dict per row, by task: label + probabilities (classify), value
     (regress), forecast (in the series' units), score + anomaly flag (reconstruct), image (generate)."""
     task = meta["task"]
+    outputs = task_outputs(meta, outputs)
     if meta.get("role") == "encoder":  # an autoencoder's encoder: the latent code is the answer
         return [
             {"code": [float(v) for v in r]} for r in outputs[meta["outputs"][0]["name"]].astype(np.float64)

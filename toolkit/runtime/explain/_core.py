@@ -24,6 +24,7 @@ read_inputs = core.read_inputs
 prepare_instance = core.prepare_instance
 batch_feeds = core.batch_feeds
 softmax = core.softmax
+task_outputs = core.task_outputs
 png_bytes = core.png_bytes
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._core import InputError, softmax
+from ._core import InputError, softmax, task_outputs
 
 CHUNK = 1024  # rows per onnxruntime call: large enough to amortize the call, small enough for memory
 
@@ -45,6 +45,7 @@ class Scorer:
 def _columns(meta: dict, outputs: dict) -> np.ndarray:
     """The task's output as an (N, K) float64 matrix: class probabilities, predictions or forecast steps."""
     task = meta["task"]
+    outputs = task_outputs(meta, outputs)  # an imported model's outputs under the toolkit's names
     if task == "classify":
         probs = outputs.get("probabilities")
         return softmax(outputs["logits"]) if probs is None else probs.astype(np.float64)
