@@ -20,6 +20,8 @@ RUNTIME_MODULES = [
     "toolkit.data.tokenizer",
     "toolkit.cli.main",
     "toolkit.cli.explain",
+    "toolkit.cli.import_",
+    "toolkit.data",  # validate/quantize --data read labelled data through it
     "toolkit.runtime.explain.api",
     "toolkit.runtime.explain.serving",
     "toolkit.tracking",

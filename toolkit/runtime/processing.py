@@ -350,6 +350,17 @@ def model_layout(meta: dict, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def from_model_layout(meta: dict, x: np.ndarray) -> np.ndarray:
+    """The inverse of model_layout: a batch as the model takes it -> (N, C, H, W), RGB."""
+    if input_kind(meta) != "image" or x.ndim != 4:
+        return x
+    if meta["inputs"][0].get("layout") == "NHWC":
+        x = x.transpose(0, 3, 1, 2)
+    if (preprocessing(meta).get("image") or {}).get("color_order") == "BGR":
+        x = x[:, ::-1]
+    return np.ascontiguousarray(x)
+
+
 # --------------------------------------------------------------------------------------------- postprocessing
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)

@@ -25,6 +25,8 @@ prepare_instance = core.prepare_instance
 batch_feeds = core.batch_feeds
 softmax = core.softmax
 task_outputs = core.task_outputs
+model_layout = core.model_layout
+from_model_layout = core.from_model_layout
 png_bytes = core.png_bytes
 
 

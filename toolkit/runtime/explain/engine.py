@@ -142,7 +142,9 @@ def explain_row(meta: dict, run: Callable[[dict], dict], row, method: str, optio
 
 def _array_feed(meta: dict, row_shape: tuple[int, ...]) -> Callable:
     name = meta["inputs"][0]["name"]
-    return lambda batch: {name: np.asarray(batch, dtype=np.float32).reshape(len(batch), *row_shape)}
+    return lambda batch: {
+        name: _core.model_layout(meta, np.asarray(batch, dtype=np.float32).reshape(len(batch), *row_shape))
+    }
 
 
 def _target(meta: dict, scorer: Scorer, one, target) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from toolkit.runtime.explain import engine
-from toolkit.runtime.explain._core import InputError, prepare_instance
+from toolkit.runtime.explain._core import InputError, from_model_layout, prepare_instance
 from toolkit.runtime.server.protocol import ServeError, decode_http, encode_http
 
 HEADER_LENGTH = b"inference-header-content-length"
@@ -143,7 +143,7 @@ async def explain_v2(
 def _rows(meta: dict, feeds: dict[str, np.ndarray]) -> list:
     """The batch of the model's first input, one row each: arrays, token-id lists (padding kept: the engine
     drops ids 0) or strings."""
-    array = feeds[meta["inputs"][0]["name"]]
+    array = from_model_layout(meta, feeds[meta["inputs"][0]["name"]])  # NHWC, BGR: back to rows
     if array.dtype == object:
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
     if array.dtype.kind in "iu":
