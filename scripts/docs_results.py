@@ -108,6 +108,32 @@ def serve(results: Path) -> str:
     return "\n".join(lines)
 
 
+def imported(results: Path) -> str:
+    """`toolkit quantize --data` on an imported foreign CNN (bench/import_bench.py)."""
+    report = load(results, "import")
+    if report is None:
+        return _missing("import")
+    lines = [
+        f"{report['benchmark']}. Measured {report['date']}, {report['machine']}; data: "
+        f"`{Path(report['data']['source']).name}` ({report['data']['validation_samples']} labelled images, "
+        f"{report['data']['calibration_samples']} calibration rows). fp32 accuracy {report['fp32_accuracy']:.4f}.",
+        "",
+        "| candidate | accuracy | drop | gate | × fp32 at batch 1 | × fp32 at batch 64 |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for c in report["candidates"]:
+        speed = c.get("speedup") or {}
+        cells = [f"{speed[b]:.2f}" if b in speed else "" for b in ("1", "64")]
+        metric = "" if c["metric"] is None else f"{c['metric']:.4f}"
+        drop = "" if c["drop"] is None else f"{c['drop'] * 100:+.2f} pt"
+        gate = "error" if c["error"] else ("pass" if c["passed_gate"] else "fail")
+        lines.append(f"| {c['name']} | {metric} | {drop} | {gate} | {cells[0]} | {cells[1]} |")
+    goals = ", ".join(
+        f"{k.replace('_', ' ')}: {'met' if v else '**not met**'}" for k, v in report["goal"].items()
+    )
+    return "\n".join([*lines, "", f"Decision: {report['decision']}. Goals: {goals}."])
+
+
 def soak(results: Path) -> str:
     """One row per soak run (bench/serve_soak.py): bench/results/serve_soak*.json."""
     rows = []
@@ -140,6 +166,7 @@ KNOWN = (
     "serve_soak",
     "serve_soak_1m",
     "serve_soak_signed",
+    "import",
 )
 
 

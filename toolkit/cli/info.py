@@ -36,10 +36,11 @@ def info(
 
 
 def _print(r: dict[str, Any]) -> None:
-    what = f"{r['task']} {r['role']} · {r['arch']} · {r['schema']}"
+    size = _size(r["total_bytes"])
+    title = f"{r['path']} · {r['task']} {r['role']} · {r['arch']} · {size} · {r['schema']}"
     if not r["toolkit_metadata"]:
-        what = "no toolkit metadata (toolkit import adds it)"
-    ports = Table(title=escape(f"{r['path']} · {_size(r['total_bytes'])} · {what}"), title_justify="left")
+        title = f"{r['path']} · {size} · no toolkit metadata (toolkit import adds it)"
+    ports = Table(title=escape(title), title_justify="left")
     for column in ("", "name", "dtype", "shape", "meaning"):
         ports.add_column(column)
     for kind in ("inputs", "outputs"):
