@@ -420,6 +420,39 @@ def test_sklearn_model_predicts_validates_with_its_own_labels(cli, imported, for
     assert report["metrics"]["CPUExecutionProvider"]["accuracy"]["got"] == pytest.approx(want)
 
 
+def test_sklearn_regressor_validates_on_npz(cli, tmp_path):
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    x, y = load_diabetes(return_X_y=True)
+    x = x.astype(np.float32)
+    model = Ridge().fit(x, y)
+    (tmp_path / "ridge.onnx").write_bytes(to_onnx(model, x[:1]).SerializeToString())
+    np.savez(tmp_path / "data.npz", x=x, y=y.astype(np.float32))
+    out = tmp_path / "imported" / "ridge.onnx"
+    result = cli("import", str(tmp_path / "ridge.onnx"), "--out", str(out), "--task", "regress")
+    assert result.exit_code == 0, result.output
+    report = json.loads(cli("validate", str(out), "--data", str(tmp_path / "data.npz"), "--json").stdout)
+    assert report["passed"], report["checks"]
+    rmse = float(np.sqrt(np.mean((model.predict(x) - y) ** 2)))
+    assert report["metrics"]["CPUExecutionProvider"]["rmse"]["got"] == pytest.approx(rmse, rel=1e-4)
+    first = json.loads(cli("predict", str(out), str(tmp_path / "data.npz"), "--json").stdout)["results"][0]
+    assert first["value"] == pytest.approx(float(model.predict(x[:1])[0]), rel=1e-4)
+
+
+def test_quantize_sklearn_keeps_fp32_and_says_why(imported, iris_csv, tmp_path):
+    import shutil
+
+    from toolkit.runtime.quantize import quantize
+
+    model = tmp_path / "iris.onnx"
+    shutil.copy(imported["sklearn"], model)
+    report = quantize(model, data=str(iris_csv), rounds=1, slice_seconds=0.01, batches=[1])
+    assert report["written"] is None and report["data"]["source"] == str(iris_csv)
+    assert all("ai.onnx.ml operators" in c["error"] for c in report["candidates"])
+
+
 def test_sklearn_zipmap_is_refused_with_the_fix(cli, foreign, tmp_path):
     out = tmp_path / "z.onnx"
     assert_one_line_error(

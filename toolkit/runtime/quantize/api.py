@@ -187,7 +187,7 @@ def _candidates(
                     raise ToolkitError(f"{c.mode} mode finds nothing to quantize in this graph")
                 outputs = run_all(session(c.proto, s.threads, provider), d.val.feeds)
             except Exception as exc:  # a candidate the graph does not fit: reported, not fatal
-                c.error, c.proto = one_line(exc, with_type=True), None
+                c.error, c.proto = _why(exc, pre), None
                 return c
             gate.judge(c, outputs)
             c.size, c.excluded = c.proto.ByteSize(), list(exclude)
@@ -206,6 +206,17 @@ def _candidates(
                 if retry.passed_gate:
                     break
     return candidates
+
+
+def _why(exc: Exception, model: Path) -> str:
+    """A candidate's failure in one line; a graph of ai.onnx.ml operators (scikit-learn) says so."""
+    import onnx
+
+    text = one_line(exc, with_type=True)
+    proto = onnx.load(str(model), load_external_data=False)
+    if any(n.domain == "ai.onnx.ml" for n in proto.graph.node):
+        return f"ai.onnx.ml operators (scikit-learn) are not quantizable by onnxruntime ({text})"
+    return text
 
 
 def _resolve_model(model_path: str | Path, run: str | Path | None) -> Path:
