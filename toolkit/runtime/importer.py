@@ -203,12 +203,13 @@ def _data_input(inputs: list[dict[str, Any]], opts: ImportOptions) -> dict[str, 
 
 def _image_input(port: dict[str, Any], opts: ImportOptions) -> dict[str, Any]:
     shape = port["shape"]
-    layout = opts.layout or _guess_layout(port)
     if len(shape) != 4:
+        layout = f"--layout {opts.layout}" if opts.layout else "an image layout (nchw, nhwc)"
         raise ToolkitError(
-            f"--layout {layout} needs a 4-D image input; {port['name']!r} is {len(shape)}-D {shape} "
+            f"{layout} needs a 4-D image input; {port['name']!r} is {len(shape)}-D {shape} "
             "(feature rows are 2-D: leave out the image options)"
         )
+    layout = opts.layout or _guess_layout(port)
     c_at, hw_at = (1, (2, 3)) if layout == "nchw" else (3, (1, 2))
     channels = _fixed(shape[c_at], opts.channels, "--channels", port, "channels")
     if channels not in (1, 3):
