@@ -113,8 +113,12 @@ def main() -> None:
         "decision": report["decision"],
         "written": report["written"] is not None,
         "fp32_accuracy": report["fp32"]["metric"],
+        "fp32_p50_ms": report["fp32"]["p50_ms"],
         "candidates": [
-            {k: c.get(k) for k in ("name", "metric", "drop", "passed_gate", "speedup", "faster", "error")}
+            {
+                k: c.get(k)
+                for k in ("name", "metric", "drop", "passed_gate", "p50_ms", "speedup", "faster", "error")
+            }
             for c in report["candidates"]
         ],
         "goal": {

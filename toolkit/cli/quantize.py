@@ -34,7 +34,10 @@ def quantize(
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option(help="The training data at another place (default: the source the metadata names)."),
+        typer.Option(
+            help="The training data at another place (default: the source the metadata names); for an imported model (toolkit import): labelled data, an image "
+            "folder (one sub-folder per label), a CSV with a target column or an .npz with x and y."
+        ),
     ] = None,
     mode: Annotated[
         str,

@@ -23,7 +23,10 @@ def validate(
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option(help="The training data at another place (default: the source the recipe names)."),
+        typer.Option(
+            help="The training data at another place (default: the source the recipe names); for an imported model (toolkit import): labelled data, an image "
+            "folder (one sub-folder per label), a CSV with a target column or an .npz with x and y."
+        ),
     ] = None,
     provider: Annotated[
         str | None,

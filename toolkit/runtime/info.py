@@ -1,6 +1,8 @@
-"""`model_info(MODEL)`: what an exported model is, for people (`toolkit info`) and scripts (`--json`).
+"""`model_info(MODEL)`: what a model is, for people (`toolkit info`) and scripts (`--json`).
 
-The metadata summary, the inputs and outputs, opset, file size, parameter count and operator histogram.
+The metadata summary, the inputs and outputs, opset, file size, parameter count, operator histogram and the
+external data files holding its weights. Any ONNX model is described: one without toolkit metadata (a
+foreign model) from its graph alone.
 The graph is read with the onnx package when it is installed (the training extra). Without it, onnxruntime
 shows the ports and the metadata but not the nodes or weights: the opset then comes from the metadata and
 the operator histogram and parameter count are None; `source` says which reader was used.

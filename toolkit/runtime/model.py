@@ -2,7 +2,8 @@
 
 `OnnxModel(path)` loads the file on the available providers and refuses, with one line, what it cannot
 trust: a missing, truncated or non-ONNX file, a model without the metadata document, or one whose schema
-is newer than this toolkit. `read_metadata(path)` reads only the document (with the onnx package when it is
+is newer than this toolkit (with `bare=True`, a model without the document gets a bare one: its ports).
+`read_metadata(path)` reads only the document (with the onnx package when it is
 installed, which parses the file without building a session; otherwise through onnxruntime).
 
 Quantize, validate, predict and the server build on this module; it needs only numpy and onnxruntime.
