@@ -250,9 +250,9 @@ def test_pack_writes_a_static_folder_and_verify_runs_its_page(cli, browser, tmp_
     )
     expected.write_text(json.dumps(doc))
     manifest_doc = json.loads((out / "manifest.json").read_text())
-    from toolkit.runtime.edge.bundle import _file_entry
+    from toolkit.runtime.edge.packing import file_entry
 
-    manifest_doc["files"]["samples/expected.json"] = _file_entry(expected)
+    manifest_doc["files"]["samples/expected.json"] = file_entry(expected)
     (out / "manifest.json").write_text(json.dumps(manifest_doc))
     result = cli("edge", "verify", out, "--json")
     assert result.exit_code == 1
