@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[train,dev,explain,sign,mlflow,tensorboard]"
+	$(BIN)/pip install -q -e ".[train,dev,explain,sign,mlflow,tensorboard,postgres]"
 	touch $(STAMP)
 
 # Browser pieces (docs/playground.md, docs/browser.md): Debian's chromium via apt-get when missing, the pinned
