@@ -31,6 +31,11 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Debian's PostgreSQL server binaries for the distributed-tuning test (tests/test_tune_postgres.py, docs/tuning.md).
+.PHONY: postgres-setup
+postgres-setup: $(STAMP)
+	$(BIN)/python scripts/postgres_setup.py
+
 # The edge bundle on an emulated arm64 device: Debian bookworm arm64 + qemu-aarch64-static, cached in
 # .cache/arm64/ (docs/raspberry-pi.md). Installs debootstrap/qemu-user-static when missing.
 .PHONY: edge-arm64
@@ -49,6 +54,7 @@ bench: setup
 		$(BIN)/python bench/federate_bench.py --out bench/results/federate.json; \
 	else echo "federate bench skipped: pip install -e '.[federate]'"; fi
 	$(BIN)/python bench/explain_bench.py --out bench/results/explain.json
+	$(BIN)/python bench/distributed_bench.py --out bench/results/distributed.json
 
 # The GPU path end to end on a machine with an NVIDIA GPU (docs/gpu.md): makes .venv-gpu from wheels (CUDA
 # torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.

@@ -190,7 +190,8 @@ def prepare(model: nn.Module, batches: Any, task: Any, device: torch.device) -> 
     check_task(task)
     state = _HookState()
     ids = None
-    if device.type == "cuda":
+    if device.type == "cuda":  # batch statistics over the global batch, as one process sees it (GPU only)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the layers in place: same weights
         ids = [device.index if device.index is not None else torch.cuda.current_device()]
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     ddp.register_comm_hook(state, _weighted_allreduce)

@@ -24,8 +24,8 @@ import torch.nn as nn
 from toolkit.data import Splits
 from toolkit.errors import ToolkitError
 from toolkit.metrics import is_better
-from toolkit.train import distributed
 from toolkit.recipe import Recipe
+from toolkit.train import distributed
 from toolkit.train.augment import random_affine, token_dropout
 from toolkit.train.checkpoint import save_checkpoint
 from toolkit.train.optim import build_scheduler

@@ -271,9 +271,14 @@ def _storage_kwargs(search: Search) -> dict[str, Any]:
     import optuna
 
     interval, grace = search.heartbeat
-    kwargs: dict[str, Any] = {"heartbeat_interval": max(1, round(interval)), "grace_period": max(2, round(grace))}
+    kwargs: dict[str, Any] = {
+        "heartbeat_interval": max(1, round(interval)),
+        "grace_period": max(2, round(grace)),
+    }
     if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
-        kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+        kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=1
+        )
     else:
         kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=1)
     if search.storage.startswith("sqlite"):  # worker processes wait for the file lock, not fail
@@ -285,7 +290,11 @@ def _storage_kwargs(search: Search) -> dict[str, Any]:
 
 def _with_driver(url: str) -> str:
     """postgresql://... opens with psycopg 3 (toolkit[postgres]) whatever SQLAlchemy's default driver is."""
-    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+    return (
+        "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if url.startswith("postgresql://")
+        else url
+    )
 
 
 def make_sampler(search: Search, existing: int, worker: int):
