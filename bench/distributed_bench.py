@@ -36,20 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ["cnn-image", "--data", "builtin:digits", "--no-progress", "--json"]
 
 
-def _train(nproc: int, out: Path, extra: list[str]) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "toolkit",
-        "train",
-        *RECIPE,
-        "--nproc",
-        str(nproc),
-        "--out",
-        str(out),
-        *extra,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=ROOT)
+def _train(nproc: int, out: Path, extra: list[str], threads: int | None = 1) -> dict:
+    """One `toolkit train` process tree; `threads` torch threads per process (None: torch's default)."""
+    cmd = [sys.executable, "-m", "toolkit", "train", *RECIPE, "--nproc", str(nproc), "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=3600, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"training with --nproc {nproc} failed:\n{proc.stderr[-3000:]}")
     metrics = json.loads(proc.stdout[proc.stdout.index("{") :])
@@ -58,22 +51,33 @@ def _train(nproc: int, out: Path, extra: list[str]) -> dict:
     return metrics
 
 
+# contender -> (processes, torch threads per process; None = torch's default, one per core)
+CONTENDERS = {"1 process, default threads": (1, None), "1 process, 1 thread": (1, 1), "2 processes": (2, 1)}
+
+
 def throughput(rounds: int, epochs: int, tmp: Path) -> dict:
-    """Interleaved rounds of 1 and 2 processes; median samples/s and the per-round speed-up."""
-    per = {1: [], 2: []}
+    """Interleaved rounds of each contender; median samples/s and the per-round speed-up of 2 processes
+    over each single-process contender."""
+    per: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     samples = 0
     for r in range(rounds):
-        for nproc in (1, 2):
-            m = _train(nproc, tmp / f"tp-{r}-{nproc}", ["--epochs", str(epochs), "--set", "train.patience=0"])
+        for i, (name, (nproc, threads)) in enumerate(CONTENDERS.items()):
+            extra = ["--epochs", str(epochs), "--set", "train.patience=0"]
+            m = _train(nproc, tmp / f"tp-{r}-{i}", extra, threads)
             samples = m["samples"]["train"]
-            per[nproc].append(samples / statistics.median(m["epoch_seconds"][1:]))
-    speedups = [b / a for a, b in zip(per[1], per[2])]
+            per[name].append(samples / statistics.median(m["epoch_seconds"][1:]))
+    two = per["2 processes"]
+    speedup = {
+        name: round(statistics.median(b / a for a, b in zip(per[name], two)), 3)
+        for name in CONTENDERS
+        if name != "2 processes"
+    }
     return {
         "train_samples": samples,
         "epochs_per_run": epochs,
-        "samples_per_s": {str(k): round(statistics.median(v), 1) for k, v in per.items()},
-        "speedup_2_vs_1": round(statistics.median(speedups), 3),
-        "efficiency_2": round(statistics.median(speedups) / 2, 3),
+        "samples_per_s": {name: round(statistics.median(v), 1) for name, v in per.items()},
+        "speedup_2_vs": speedup,
+        "efficiency_2_vs": {name: round(v / 2, 3) for name, v in speedup.items()},
         "rounds": rounds,
     }
 

@@ -32,8 +32,8 @@ for item in SETTINGS:
 TIMEOUT = 300  # generous: the machine is shared and each rank imports torch
 
 
-def _toolkit(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _toolkit(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "toolkit", *args],
         stdout=subprocess.PIPE,
@@ -182,13 +182,15 @@ def test_gan_refuses_distributed_training(tmp_path):
 
 @pytest.mark.slow
 def test_cnn_digits_two_processes_close_to_one(tmp_path):
-    """The issue's accuracy goal: cnn-image on digits, --nproc 2 within 0.5 point of one process."""
-    args = ["cnn-image", "--data", "builtin:digits", "--epochs", "6", "--json", "--no-progress"]
+    """The issue's accuracy goal: cnn-image on digits trained to its end (early stopping), --nproc 2 within
+    0.5 point of test accuracy of one process with the same global batch (one torch thread per process)."""
+    args = ["cnn-image", "--data", "builtin:digits", "--json", "--no-progress"]
     accs = []
     for n in ("1", "2"):
-        proc = _toolkit("train", *args, "--nproc", n, "--out", str(tmp_path / n))
-        out, err = proc.communicate(timeout=900)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = _toolkit("train", *args, "--nproc", n, "--out", str(tmp_path / n), env=env)
+        out, err = proc.communicate(timeout=1800)
         assert proc.returncode == 0, err[-3000:]
         accs.append(json.loads(out[out.index("{") :])["accuracy"])
-    assert abs(accs[0] - accs[1]) <= 0.005, accs
     assert np.isfinite(accs).all()
+    assert abs(accs[0] - accs[1]) <= 0.005, accs

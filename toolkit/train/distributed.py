@@ -78,7 +78,13 @@ def init(device: str) -> None:
         return
     use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
     if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ToolkitError(
+                f"local rank {local} has no GPU: this machine has {torch.cuda.device_count()}; use at most one "
+                "process per GPU (--nproc) or train.device=cpu"
+            )
+        torch.cuda.set_device(local)
     try:
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s()))
     except Exception as exc:  # a peer that never comes, a port that is closed
