@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from toolkit.train import distributed
 
@@ -55,7 +56,12 @@ def one_process(tmp_path_factory) -> Path:
     from toolkit.train import train
 
     run_dir = tmp_path_factory.mktemp("dist") / "one"
-    train("mlp-tabular", data="builtin:digits", overrides=SETTINGS, out=run_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the two ranks has (a loaded machine makes 2 threads crawl)
+    try:
+        train("mlp-tabular", data="builtin:digits", overrides=SETTINGS, out=run_dir)
+    finally:
+        torch.set_num_threads(threads)
     return run_dir
 
 
