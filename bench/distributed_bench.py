@@ -127,6 +127,7 @@ def communication(reps: int) -> dict:
     from toolkit.recipe import load_recipe
     from toolkit.train.optim import build_optimizer
 
+    torch.set_num_threads(1)  # as each rank has; the machine's other core is the other rank's
     rec = load_recipe("cnn-image")
     splits = load_splits(rec.data, rec.task, model_entry(rec.arch).input_kind(rec.task, rec.model), 0)
     torch.manual_seed(0)
@@ -197,7 +198,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distributed.json")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--reps", type=int, default=200)
     args = ap.parse_args()
     import torch
@@ -214,6 +215,7 @@ def main() -> None:
                 "python": platform.python_version(),
                 "torch": torch.__version__,
                 "note": "shared 2-vCPU VM: 2 processes share 2 cores, compute cannot double here",
+                "load_average_before": [round(x, 1) for x in os.getloadavg()],
             },
             "throughput": throughput(args.rounds, args.epochs, tmp),
             "accuracy": accuracy(tmp, args.seeds),
