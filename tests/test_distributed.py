@@ -200,3 +200,11 @@ def test_cnn_digits_two_processes_close_to_one(tmp_path):
         accs.append(json.loads(out[out.index("{") :])["accuracy"])
     assert np.isfinite(accs).all()
     assert abs(accs[0] - accs[1]) <= 0.005, accs
+
+
+def test_several_nodes_need_an_endpoint(cli, tmp_path):
+    from helpers import assert_one_line_error
+
+    result = cli("train", *MLP, "--nproc", "2", "--nnodes", "2", "--out", tmp_path / "r")
+    assert_one_line_error(result, "--nnodes > 1 needs --rdzv-endpoint")
+    assert not (tmp_path / "r").exists()  # refused before anything is written

@@ -53,6 +53,14 @@ def test_wrong_or_unreachable_storage_is_one_line(cli, tmp_path, url, fragment):
     assert "secret" not in line  # the password is redacted
 
 
+def test_heartbeat_grace_must_exceed_the_interval(cli, tmp_path):
+    result = cli(
+        "tune", "mlp", "--data", "builtin:iris", "--trials", "1", "--out", tmp_path / "t",
+        "--heartbeat-interval", "5", "--heartbeat-grace", "2",
+    )  # fmt: skip
+    assert_one_line_error(result, "--heartbeat-interval", "--heartbeat-grace")
+
+
 # --------------------------------------------------------------------------------------------- server
 def _free_port() -> int:
     with socket.socket() as s:
