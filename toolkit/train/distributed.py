@@ -154,11 +154,15 @@ class ShardedBatches:
 
     def __init__(self, batches: Any, hook_state: Any) -> None:
         self.batches, self.state = batches, hook_state
-        self.x = batches.x  # the loop reads the device from here
         self.samples = 0  # this rank's samples in the last epoch (weights the reduced train loss)
 
     def __len__(self) -> int:
         return len(self.batches)
+
+    def __getattr__(self, name: str) -> Any:  # what the loop reads from its batches (x: the device)
+        if name == "batches":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.batches, name)
 
     def __iter__(self):
         r, world = rank(), world_size()
