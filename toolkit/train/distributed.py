@@ -85,8 +85,15 @@ def init(device: str) -> None:
                 "process per GPU (--nproc) or train.device=cpu"
             )
         torch.cuda.set_device(local)
+    timeout = timedelta(seconds=timeout_s())
     try:
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s()))
+        # The store torchrun describes (env://) under a prefix per restart attempt: a restarted group must
+        # not read the addresses its dead predecessors published there.
+        store, r, world = next(dist.rendezvous("env://", timeout=timeout))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"toolkit/attempt-{attempt}", store)
+        backend = "nccl" if use_cuda else "gloo"
+        dist.init_process_group(backend, store=store, rank=r, world_size=world, timeout=timeout)
     except Exception as exc:  # a peer that never comes, a port that is closed
         from toolkit.errors import one_line
 
