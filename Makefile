@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[train,dev,explain,sign,mlflow,tensorboard]"
+	$(BIN)/pip install -q -e ".[train,dev,explain,sign,mlflow,tensorboard,postgres]"
 	touch $(STAMP)
 
 # Browser pieces (docs/playground.md, docs/browser.md): Debian's chromium via apt-get when missing, the pinned
@@ -30,6 +30,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Debian's PostgreSQL server binaries for the distributed-tuning test (tests/test_tune_postgres.py, docs/tuning.md).
+.PHONY: postgres-setup
+postgres-setup: $(STAMP)
+	$(BIN)/python scripts/postgres_setup.py
 
 # The edge bundle on an emulated arm64 device: Debian bookworm arm64 + qemu-aarch64-static, cached in
 # .cache/arm64/ (docs/raspberry-pi.md). Installs debootstrap/qemu-user-static when missing.
@@ -50,6 +55,7 @@ bench: setup
 	else echo "federate bench skipped: pip install -e '.[federate]'"; fi
 	$(BIN)/python bench/explain_bench.py --out bench/results/explain.json
 	$(BIN)/python bench/import_bench.py --out bench/results/import.json
+	$(BIN)/python bench/distributed_bench.py --out bench/results/distributed.json
 
 # The GPU path end to end on a machine with an NVIDIA GPU (docs/gpu.md): makes .venv-gpu from wheels (CUDA
 # torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.

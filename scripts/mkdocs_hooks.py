@@ -49,6 +49,7 @@ GENERATORS = {
     "results-soak": lambda page: docs_results.soak(RESULTS),
     "results-gpu": lambda page: docs_results.gpu(RESULTS),
     "results-import": lambda page: docs_results.imported(RESULTS),
+    "results-distributed": lambda page: docs_results.distributed(RESULTS),
     "results-other": lambda page: docs_results.others(RESULTS),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,8 +111,32 @@ def train(
     ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Data-parallel processes on this machine (torchrun's engine; train.batch_size stays the "
+            "global batch). See docs/distributed.md.",
+        ),
+    ] = 1,
+    max_restarts: Annotated[
+        int, typer.Option(min=0, help="With --nproc: restart the process group this often after a failure.")
+    ] = 0,
+    nnodes: Annotated[
+        int, typer.Option(min=1, help="Machines taking part (run the same command on each one).")
+    ] = 1,
+    rdzv_endpoint: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT where the nodes meet (c10d rendezvous; needed with --nnodes > 1)."),
+    ] = None,
+    rdzv_timeout: Annotated[
+        int, typer.Option(min=1, help="Seconds to wait for all nodes to join the rendezvous.")
+    ] = 60,
 ) -> None:
-    """Train a recipe on data; writes a run directory with checkpoints, metrics and curves."""
+    """Train a recipe on data; writes a run directory with checkpoints, metrics and curves.
+
+    With --nproc N (and --nnodes, --rdzv-endpoint across machines) the run trains data-parallel in N
+    processes per machine, started through torch.distributed.run (torchrun)."""
     from toolkit.metrics import MAIN_METRIC
     from toolkit.train import resolve_recipe
     from toolkit.train import train as train_api
@@ -130,6 +155,10 @@ def train(
     ):
         if value is not None:
             overrides.append(f"train.{key}={value}")
+    if nproc > 1 or nnodes > 1:
+        launch_opts = (nproc, max_restarts, nnodes, rdzv_endpoint, rdzv_timeout)
+        _train_processes(recipe, data, target, overrides, out, resume, launch_opts, no_progress, as_json)
+        return
     if resume is None:
         rec = resolve_recipe(recipe, data, target, overrides) if recipe else None
     else:
@@ -141,9 +170,10 @@ def train(
 
         if not torch.cuda.is_available():
             err_console.print("[yellow]warning:[/] CUDA requested but not available; training on CPU")
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 shows progress and prints
     progress = (
         RichProgress(MAIN_METRIC[rec.task][0])
-        if (rec is not None and not no_progress and not as_json)
+        if (rec is not None and not no_progress and not as_json and main_rank)
         else None
     )
     try:
@@ -162,10 +192,28 @@ def train(
     finally:
         if progress is not None:
             progress.stop()
+    if not main_rank:
+        return
     if as_json:
         print_json({"run_dir": str(result.run_dir), **result.metrics})
         return
     _summary(result)
+
+
+def _train_processes(recipe, data, target, overrides, out, resume, opts, no_progress, as_json) -> None:
+    """--nproc / --nnodes: write the run's recipe, then torchrun trains it (rank 0 prints the summary)."""
+    from toolkit.errors import ToolkitError
+    from toolkit.train.launch import cpu_warning, launch, prepare_run, torchrun_args
+
+    nproc, max_restarts, nnodes, endpoint, timeout = opts
+    if nnodes > 1 and not endpoint:
+        raise ToolkitError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (where the nodes meet)")
+    warning = cpu_warning(nproc)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    run_dir = prepare_run(recipe, data, target, overrides, out, resume)
+    child = tuple(flag for flag, on in (("--no-progress", no_progress), ("--json", as_json)) if on)
+    launch(torchrun_args(run_dir, nproc, max_restarts, nnodes, endpoint, timeout, child))
 
 
 def _summary(result: Any) -> None:

@@ -106,6 +106,13 @@ def tune(
             "trial's folder); repeatable. Default: the recipe's train.track.",
         ),
     ] = None,
+    heartbeat_interval: Annotated[
+        float, typer.Option(help="Seconds between a running trial's heartbeats in the storage.")
+    ] = 30.0,
+    heartbeat_grace: Annotated[
+        float,
+        typer.Option(help="Seconds without a heartbeat after which a trial counts as dead: failed, retried."),
+    ] = 120.0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Fix a recipe key for every trial: --set train.epochs=20 (repeatable)."),
@@ -126,7 +133,7 @@ def tune(
 
     search = prepare(
         recipe, data, target, list(set_ or []), space, trials, timeout, sampler, pruner, metric, direction,
-        storage, study, jobs, out, track,
+        storage, study, jobs, out, track, heartbeat=(heartbeat_interval, heartbeat_grace),
     )  # fmt: skip
     progress = None if (no_progress or as_json) else TuneProgress()
     try:

@@ -22,10 +22,12 @@ import torch
 import torch.nn as nn
 
 from toolkit.data import Splits
+from toolkit.errors import ToolkitError
 from toolkit.metrics import is_better
 from toolkit.recipe import Recipe
+from toolkit.train import distributed
 from toolkit.train.augment import random_affine, token_dropout
-from toolkit.train.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.train.checkpoint import save_checkpoint
 from toolkit.train.optim import build_scheduler
 from toolkit.train.registry import make_task
 from toolkit.train.tasks import Task
@@ -204,6 +206,7 @@ class Setup:
     per_batch: bool
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
+    train_model: nn.Module | None = None  # what trains: the model, or its DistributedDataParallel wrapper
 
     @property
     def opt(self) -> torch.optim.Optimizer:
@@ -249,6 +252,7 @@ def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
     t = recipe.train
     device = select_device(t.device)
     task = make_task(recipe, splits.spec, run_dir)
+    distributed.check_task(task)  # before prepare: the GAN would train its judge first
     task.prepare(splits, device)  # e.g. the GAN trains (or loads) the classifier that judges its samples
     torch.manual_seed(t.seed)
     model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec)
@@ -263,6 +267,7 @@ def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
     amp_dtype = autocast_dtype(device, t.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     x_val = to_device(splits.x_val, device)
+    train_model, batches = distributed.prepare(model, batches, task, device)  # no-op in one process
     return Setup(
         recipe,
         splits,
@@ -276,6 +281,7 @@ def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
         per_batch,
         amp_dtype,
         scaler,
+        train_model,
     )
 
 
@@ -308,7 +314,8 @@ def _epoch(s: Setup, epoch: int, progress: Any) -> dict[str, float]:
     else:
         augment = (recipe.data.augment.shift, recipe.data.augment.rotate) if kind == "image" else (0, 0)
         args = (s.scheduler, s.per_batch, t.grad_clip, augment, s.amp_dtype, s.scaler)
-        losses = {"loss": train_one_epoch(s.model, s.task, s.batches, s.opt, *args, **epoch_args)}
+        losses = {"loss": train_one_epoch(s.train_model, s.task, s.batches, s.opt, *args, **epoch_args)}
+        losses = distributed.mean_losses(losses, s.batches)
     lr = s.opt.param_groups[0]["lr"]
     if s.scheduler is not None and not s.per_batch:
         s.scheduler.step()
@@ -356,22 +363,27 @@ def fit(
     history: list[dict[str, float]] = []
     start_epoch = 0
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if resume and last_path.is_file():
-        history, start_epoch = _restore(s, selection, load_checkpoint(last_path))
+    last = distributed.load_on_main(last_path) if resume else None  # rank 0 reads, every rank gets it
+    if last is not None:
+        history, start_epoch = _restore(s, selection, last)
     stopped = bool(resume and start_epoch > 0 and t.patience and selection.bad_epochs >= t.patience)
     t0 = time.perf_counter()
     if progress is not None:
         progress.start(t.epochs, start_epoch, len(s.batches))
+    main, best = distributed.is_main(), None  # only rank 0 writes; every rank keeps the best weights
     for epoch in range(start_epoch, t.epochs):
         if stopped:
             break
         row = _epoch(s, epoch, progress)
         history.append(row)
         if selection.update(row, epoch):
-            save_checkpoint(best_path, s.payload(epoch))
+            best = s.payload(epoch)
+            if main:
+                save_checkpoint(best_path, best)
         stopped = bool(t.patience and selection.bad_epochs >= t.patience)
-        _save_last(s, last_path, epoch, history, selection)
-        _write_history(run_dir / "metrics.csv", history)
+        if main:
+            _save_last(s, last_path, epoch, history, selection)
+            _write_history(run_dir / "metrics.csv", history)
         if progress is not None:
             progress.update(epoch + 1, row)
         for cb in callbacks or []:
@@ -379,12 +391,15 @@ def fit(
 
     # Final test metrics from the best checkpoint. A task may settle more on the validation split first (the
     # anomaly threshold); what it settles is recorded in the best checkpoint's spec, for eval and export.
-    best = load_checkpoint(best_path)
+    best = best if best is not None else distributed.load_on_main(best_path)
+    if best is None:
+        raise ToolkitError(f"no best checkpoint in {run_dir}: best.pt is missing (was it deleted?)")
     s.model.load_state_dict(best["model"])
     x_test = to_device(splits.x_test, s.device)
     test, spec_updates = s.task.final_metrics(s.model, (s.x_val, splits.y_val), (x_test, splits.y_test))
     if spec_updates:
         splits.spec.update(spec_updates)
-        save_checkpoint(best_path, {**best, "spec": splits.spec})
+        if main:
+            save_checkpoint(best_path, {**best, "spec": splits.spec})
     seconds = time.perf_counter() - t0
     return FitResult(run_dir, history, selection.best_epoch + 1, stopped, test, str(s.device), seconds)

@@ -91,11 +91,34 @@ def train(
     `track` (default: the recipe's train.track) sends params, per-epoch metrics and artifacts to MLflow
     and/or TensorBoard (toolkit.tracking); `track_parent` nests the MLflow run (a tune trial).
     """
-    from toolkit import tracking
-    from toolkit.data import load_splits
-    from toolkit.models import model_entry
-    from toolkit.train.loop import fit
+    from toolkit.train import distributed
 
+    args = (recipe, data, target, overrides, out, resume)
+    if not distributed.launched():
+        return _train_run(*resolve_run(*args), progress, callbacks, track, track_parent)
+    # Started by torchrun: join the group, then rank 0 decides the run (its file system holds it; after an
+    # elastic restart the run continues from its last.pt) and every rank follows.
+    distributed.init(_device_hint(recipe, overrides, resume))
+    try:
+        resolved = distributed.agree(lambda: resolve_run(*args, restarted=distributed.restarted()))
+        return _train_run(*resolved, progress, callbacks, track, track_parent)
+    finally:
+        distributed.shutdown()
+
+
+def _device_hint(recipe: Any, overrides: Any, resume: Any) -> str:
+    """The recipe's train.device, read before the process group exists (auto when it cannot be read)."""
+    try:
+        if isinstance(recipe, Recipe):
+            return recipe.train.device
+        return load_recipe(Path(resume) / "recipe.yaml" if resume else recipe, list(overrides)).train.device
+    except Exception:  # the real error is raised on rank 0 once the group exists
+        return "auto"
+
+
+def resolve_run(recipe, data, target, overrides, out, resume, restarted: bool = False) -> tuple:
+    """(recipe, run directory, resuming?) from train()'s arguments; with `restarted` (torchrun restarted
+    the worker group) a run that already has last.pt continues from it."""
     if resume is not None:
         run_dir = Path(resume)
         if recipe is not None or data or target or overrides or out:
@@ -104,14 +127,27 @@ def train(
             )
         if not (run_dir / "recipe.yaml").is_file():
             raise ToolkitError(f"cannot resume {run_dir}: no recipe.yaml there (not a run directory)")
-        rec = load_recipe(run_dir / "recipe.yaml")
-    else:
-        if recipe is None:
-            raise ToolkitError("give a recipe (see `toolkit recipes`) or --resume RUN_DIR")
-        rec = resolve_recipe(recipe, data, target, overrides)
-        run_dir = Path(out) if out is not None else next_run_dir(rec.name)
-        if (run_dir / "last.pt").exists():
-            raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+        return load_recipe(run_dir / "recipe.yaml"), run_dir, True
+    if recipe is None:
+        raise ToolkitError("give a recipe (see `toolkit recipes`) or --resume RUN_DIR")
+    rec = resolve_recipe(recipe, data, target, overrides)
+    run_dir = Path(out) if out is not None else next_run_dir(rec.name)
+    if (run_dir / "last.pt").exists():
+        if restarted:
+            return rec, run_dir, True
+        raise ToolkitError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    return rec, run_dir, False
+
+
+def _train_run(
+    rec: Recipe, run_dir: Path, resuming: bool, progress: Any, callbacks: list | None, track, track_parent
+) -> TrainResult:
+    """Load the data, fit, and write the run directory (rank 0 only when distributed; it alone tracks)."""
+    from toolkit import tracking
+    from toolkit.data import load_splits
+    from toolkit.models import model_entry
+    from toolkit.train import distributed
+    from toolkit.train.loop import fit
 
     if track is not None:  # kept in the recipe: --resume tracks the rest of the run the same way
         rec.train.track = tracking.check_kinds(track)
@@ -119,33 +155,24 @@ def train(
     splits = load_splits(
         rec.data, rec.task, model_entry(rec.arch).input_kind(rec.task, rec.model), rec.train.seed
     )
-    if resume is None:
+    main = distributed.is_main()
+    if main and not resuming:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "recipe.yaml", f"# resolved recipe of this run (toolkit train)\n{rec.to_yaml()}")
-    write_json(
-        run_dir / "data.json",
-        {
-            **splits.spec,
-            "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
-        },
-    )
-    tracker = tracking.for_run(
-        rec.train.track,
-        run_dir,
-        rec,
-        resume=resume is not None,
-        parent=track_parent,
-    )
+    if main:
+        write_json(run_dir / "data.json", {**splits.spec, "samples": _samples(splits)})
+    kinds = rec.train.track if main else []
+    tracker = tracking.for_run(kinds, run_dir, rec, resume=resuming, parent=track_parent)
     try:
         result = fit(
             rec,
             splits,
             run_dir,
-            resume=resume is not None,
+            resume=resuming,
             progress=progress,
             callbacks=[tracker.epoch, *(callbacks or [])],
         )
-        metrics = _final_metrics(rec, splits, result, run_dir)
+        metrics = _final_metrics(rec, splits, result, run_dir, write=main)
     except BaseException as exc:
         tracker.fail("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
@@ -153,8 +180,15 @@ def train(
     return TrainResult(run_dir, metrics, result.history, rec)
 
 
-def _final_metrics(rec: Recipe, splits: Any, result: Any, run_dir: Path) -> dict[str, Any]:
-    """metrics.json (test metrics, epochs, baselines) and curves.png of a finished fit."""
+def _samples(splits: Any) -> dict[str, int]:
+    return {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)}
+
+
+def _final_metrics(
+    rec: Recipe, splits: Any, result: Any, run_dir: Path, write: bool = True
+) -> dict[str, Any]:
+    """metrics.json (test metrics, epochs, baselines) and curves.png of a finished fit (`write`: rank 0)."""
+    from toolkit.train import distributed
     from toolkit.train.plots import plot_curves
     from toolkit.train.tasks import baseline_metrics
 
@@ -167,13 +201,16 @@ def _final_metrics(rec: Recipe, splits: Any, result: Any, run_dir: Path) -> dict
         "main_metric": task.main_metric,
         "recipe": rec.name,
         "data": rec.data.source,
-        "samples": {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)},
+        "samples": _samples(splits),
         "device": result.device,
     }
+    if distributed.world_size() > 1:
+        metrics["processes"] = distributed.world_size()
     metrics.update(baseline_metrics(splits, metrics))
-    write_json(run_dir / "metrics.json", metrics)
-    if result.history:
-        plot_curves(result.history, task.main_metric, run_dir / "curves.png")
+    if write:
+        write_json(run_dir / "metrics.json", metrics)
+        if result.history:
+            plot_curves(result.history, task.main_metric, run_dir / "curves.png")
     return metrics
 
 

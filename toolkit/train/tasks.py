@@ -36,6 +36,8 @@ class Task:
     name: str = ""
     target_dtype: torch.dtype = torch.float32
     custom_epoch = False
+    # model, x -> raw outputs for all of x; distributed training swaps in a sharded version (one per rank)
+    predict = staticmethod(predict_outputs)
 
     @property
     def main_metric(self) -> str:
@@ -75,7 +77,7 @@ class Task:
 
     def evaluate(self, model: torch.nn.Module, x: torch.Tensor, y_np: np.ndarray) -> dict[str, float]:
         """Loss and metrics on one split."""
-        outputs = predict_outputs(model, x)
+        outputs = self.predict(model, x)
         loss = float(self.loss(torch.as_tensor(outputs), self.targets(y_np), x.cpu()))
         return {"loss": loss, **self.metrics(y_np, outputs, x.cpu().numpy())}
 

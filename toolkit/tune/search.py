@@ -17,6 +17,7 @@ import copy
 import json
 import os
 import shutil
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class Search:
     jobs: int = 1
     track: list[str] = field(default_factory=list)  # mlflow/tensorboard: trials as (child) runs
     track_parent: dict[str, str] | None = None  # {"mlflow": the study's run id}, set by run_search
+    # A running trial whose worker sent no heartbeat for `grace` seconds is marked failed (its worker died)
+    # and retried once, by whichever worker is free; the heartbeat is written every `interval` seconds.
+    heartbeat: tuple[float, float] = (30.0, 120.0)  # (interval, grace)
 
     @property
     def metric_key(self) -> str:
@@ -143,6 +147,7 @@ def prepare(
     jobs: int = 1,
     out: str | Path | None = None,
     track: list[str] | None = None,
+    heartbeat: tuple[float, float] = (30.0, 120.0),
 ) -> Search:
     """Resolve and check every argument (nothing is written when one is wrong)."""
     from toolkit.metrics import MAIN_METRIC, direction_of
@@ -164,6 +169,11 @@ def prepare(
         raise ToolkitError(f"--pruner must be one of {', '.join(PRUNERS)} (got {pruner!r})")
     if trials < 1 or jobs < 1 or (timeout is not None and timeout <= 0):
         raise ToolkitError("--trials and --jobs must be positive integers and --timeout positive seconds")
+    if not (0 < heartbeat[0] < heartbeat[1]):
+        raise ToolkitError(
+            f"--heartbeat-interval must be positive and below --heartbeat-grace (got {heartbeat[0]:g} and "
+            f"{heartbeat[1]:g} seconds)"
+        )
     if rec.data.val_fraction <= 0:
         raise ToolkitError("tune selects on the validation split: data.val_fraction must be > 0")
     main, mode = MAIN_METRIC[rec.task]
@@ -194,6 +204,7 @@ def prepare(
         timeout=timeout,
         jobs=jobs,
         track=check_kinds(rec.train.track if track is None else track),
+        heartbeat=(float(heartbeat[0]), float(heartbeat[1])),
     )
 
 
@@ -214,16 +225,14 @@ def open_study(search: Search, worker: int = 0):
     if search.storage.startswith("sqlite:///"):
         Path(search.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        kwargs: dict[str, Any] = {"heartbeat_interval": 30, "grace_period": 120}
-        if search.storage.startswith("sqlite"):  # worker processes wait for the file lock, not fail
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
         with warnings.catch_warnings():  # heartbeats (stale trials of killed workers fail) are "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(search.storage, **kwargs)
+            kwargs = _storage_kwargs(search)
+            storage = optuna.storages.RDBStorage(_with_driver(search.storage), **kwargs)
     except ImportError as exc:
         raise ToolkitError(
             f"--storage {_redact(search.storage)} needs a database driver ({one_line(exc, with_type=True)}); "
-            "for PostgreSQL: pip install psycopg2-binary"
+            "for PostgreSQL: pip install 'toolkit[postgres]'"
         ) from None
     except Exception as exc:  # SQLAlchemy: a bad URL or an unreachable server
         raise ToolkitError(
@@ -254,6 +263,38 @@ def open_study(search: Search, worker: int = 0):
             f"(its {differs} differ); use another --study or --out"
         )
     return study
+
+
+def _storage_kwargs(search: Search) -> dict[str, Any]:
+    """Heartbeats (a dead worker's trial fails after the grace period and runs once more) and connection
+    settings for the storage URL."""
+    import optuna
+
+    interval, grace = search.heartbeat
+    kwargs: dict[str, Any] = {
+        "heartbeat_interval": max(1, round(interval)),
+        "grace_period": max(2, round(grace)),
+    }
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
+        kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=1
+        )
+    else:
+        kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=1)
+    if search.storage.startswith("sqlite"):  # worker processes wait for the file lock, not fail
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    elif search.storage.startswith("postgresql"):  # a server that does not answer: fail, do not hang
+        kwargs["engine_kwargs"] = {"connect_args": {"connect_timeout": 10}}
+    return kwargs
+
+
+def _with_driver(url: str) -> str:
+    """postgresql://... opens with psycopg 3 (toolkit[postgres]) whatever SQLAlchemy's default driver is."""
+    return (
+        "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if url.startswith("postgresql://")
+        else url
+    )
 
 
 def make_sampler(search: Search, existing: int, worker: int):
@@ -335,6 +376,7 @@ def _optimize(search: Search, study, progress: Any = None, quota: int | None = N
         return
     callbacks = [
         optuna.study.MaxTrialsCallback(search.trials, states=tuple(_states(FINISHED))),
+        lambda st, tr: _stop_when_others_fill(search, st),
         lambda st, tr: _drop_checkpoints(search, st),
     ]
     if progress is not None:
@@ -349,6 +391,18 @@ def _optimize(search: Search, study, progress: Any = None, quota: int | None = N
             callbacks=callbacks,
             catch=(RuntimeError, FloatingPointError),  # a configuration that diverges or runs out of memory
         )
+
+
+def _stop_when_others_fill(search: Search, study) -> None:
+    """Stop this worker when the trials other workers are running would reach --trials: independent
+    workers on one storage (other machines, other commands) then end with exactly --trials finished ones.
+    Trials of dead workers (stale heartbeats) are failed first, so they do not count as running."""
+    import optuna
+
+    optuna.storages.fail_stale_trials(study)
+    running = study.get_trials(deepcopy=False, states=_states(("RUNNING",)))
+    if len(finished(study)) + len(running) >= search.trials:
+        study.stop()
 
 
 def _states(names: tuple[str, ...]) -> list[Any]:
@@ -431,6 +485,7 @@ class Objective:
             raise InfeasibleTrial(str(exc)) from None
         run_dir = s.trial_dir(trial.number)
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who runs it (shared storage)
         if self.progress is not None:
             self.progress.trial_start(trial.number, values, rec.train.epochs)
 
