@@ -191,8 +191,10 @@ def _fit_category(name: str, values: Any, train: np.ndarray, cfg: Any) -> tuple[
         kept = int(counts[order[: cfg.max_levels]].sum())
         note = (
             f"column {name!r} has {len(order)} levels; kept the {cfg.max_levels} most frequent "
-            f"(data.max_levels, {kept / max(counts.sum(), 1):.0%} of its train values), the rest map to 'other'"
+            f"(data.max_levels, {kept / max(counts.sum(), 1):.1%} of its train values), the rest map to 'other'"
         )
+        if len(order) > len(idx) // 2:  # a new value on most rows: an identifier, not a category
+            note += "; it looks like an identifier (a new value on most rows): consider leaving it out"
         order = order[: cfg.max_levels]
     levels = [dictionary[i] for i in order]
     encoding = "onehot" if len(levels) + 2 <= cfg.onehot_max_levels else "embedding"
