@@ -160,12 +160,14 @@ def fit_columns(table: Table, train: np.ndarray, cfg: Any, source: str) -> dict[
     spec: dict[str, Any] = {"kind": "tabular", "columns": columns, "ignored": ignored, "notes": notes}
     spec["feature_names"] = encoded_names(columns)
     width = len(spec["feature_names"])
-    spec["mean"], spec["std"] = [0.0] * width, [1.0] * width
-    x = processing.table_values({"inputs": [{"preprocessing": spec}]}, _rows(table, train))
-    numeric = _numeric_positions(columns)
-    spec["mean"] = [float(v) if i in numeric else 0.0 for i, v in enumerate(np.nanmean(x, axis=0))]
-    std = np.nanstd(x, axis=0)
-    spec["std"] = [float(v) if i in numeric and v > 1e-8 else 1.0 for i, v in enumerate(std)]
+    spec["mean"], spec["std"] = [0.0] * width, [1.0] * width  # one-hot, indicators, codes: unchanged
+    for col, pos in zip(columns, processing.column_positions(columns)):
+        if col["kind"] == "numeric":
+            v = table.columns[col["name"]][train]
+            v = v[~np.isnan(v)]
+            spec["mean"][pos] = float(v.mean()) if len(v) else 0.0
+            std = float(v.std()) if len(v) else 1.0
+            spec["std"][pos] = std if std > 1e-8 else 1.0  # a constant column passes through centred
     spec["missing"] = "train_mean"
     return spec
 
@@ -213,17 +215,6 @@ def encoded_names(columns: list[dict]) -> list[str]:
         else:
             dense += [f"{name}={v}" for v in col["levels"]] + [f"{name}=<other>", f"{name}=<missing>"]
     return dense + codes
-
-
-def _numeric_positions(columns: list[dict]) -> set[int]:
-    positions, pos = set(), 0
-    for col in columns:
-        if col["kind"] == "numeric":
-            positions.add(pos)
-            pos += 2 if col.get("indicator") else 1
-        elif col["encoding"] != "embedding":
-            pos += len(col["levels"]) + 2
-    return positions
 
 
 def _rows(table: Table, rows: np.ndarray | None) -> dict[str, Any]:

@@ -426,16 +426,16 @@ def table_values(meta: dict, columns: dict, what: str = "input") -> np.ndarray:
         values = columns[col["name"]]
         if col["kind"] == "numeric":
             v = numeric_values(col["name"], values, what)
-            dense.append(v)
+            dense.append(v.astype(np.float32))
             if col.get("indicator"):
-                dense.append(np.isnan(v).astype(np.float64))
+                dense.append(np.isnan(v).astype(np.float32))
             continue
         c = category_codes(col, values)
         if col["encoding"] == "embedding":
-            codes.append(c.astype(np.float64))
+            codes.append(c.astype(np.float32))
         else:  # one-hot: one column per level, "other" and missing
-            dense.extend((c == k).astype(np.float64) for k in range(len(col["levels"]) + 2))
-    return np.stack(dense + codes, axis=1).astype(np.float32)
+            dense.extend((c == k).astype(np.float32) for k in range(len(col["levels"]) + 2))
+    return np.stack(dense + codes, axis=1)
 
 
 def table_row(meta: dict, instance, what: str) -> np.ndarray:
@@ -476,7 +476,7 @@ def example_rows(meta: dict, n: int = 3) -> list[dict]:
     names, rows = feature_names(meta), []
     columns = table_columns(meta) or [{"name": name, "kind": "numeric"} for name in names]
     pre = preprocessing(meta)
-    positions = _column_positions(columns)
+    positions = column_positions(columns)
     for k in range(n):
         row = {}
         for col, pos in zip(columns, positions):
@@ -490,7 +490,7 @@ def example_rows(meta: dict, n: int = 3) -> list[dict]:
     return rows
 
 
-def _column_positions(columns: list[dict]) -> list[int]:
+def column_positions(columns: list[dict]) -> list[int]:
     """Each column's first position in the encoded row (category codes of embedding columns come last)."""
     positions, pos = [], 0
     for col in columns:
