@@ -48,6 +48,7 @@ GENERATORS = {
     "results-serve": lambda page: docs_results.serve(RESULTS),
     "results-soak": lambda page: docs_results.soak(RESULTS),
     "results-gpu": lambda page: docs_results.gpu(RESULTS),
+    "results-tables": lambda page: docs_results.tables(RESULTS),
     "results-other": lambda page: docs_results.others(RESULTS),
 }
 
