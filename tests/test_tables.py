@@ -244,3 +244,29 @@ def test_mixed_table_accuracy_within_a_point_of_one_hot_logistic_regression(tmp_
     lr = LogisticRegression(max_iter=2000).fit(s.x_train, s.y_train)
     baseline = float((lr.predict(s.x_test) == s.y_test).mean())
     assert acc >= baseline - 0.01, (acc, baseline)
+
+
+def test_an_edge_bundle_answers_raw_rows_as_predict(run, cli, tmp_path):
+    """The bundle's own copy of processing.py (no toolkit, no torch) on a raw CSV; its samples are raw rows."""
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "bundle"
+    result = cli("edge", "pack", str(run / "model.onnx"), "--out", str(bundle))
+    assert result.exit_code == 0, result.output
+    assert (bundle / "samples" / "rows.csv").read_text().splitlines()[0] == "job,age,income,city"
+    rows = _write(tmp_path / "rows.csv", ROWS, label=None)
+    out = subprocess.run(
+        [sys.executable, "runner.py", str(rows), "--json"],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    want = _probabilities(predict(run / "model.onnx", [str(rows)]).results)
+    np.testing.assert_allclose(_probabilities(json.loads(out.stdout)["results"]), want, atol=1e-6)
+    test = subprocess.run(
+        [sys.executable, "runner.py", "--self-test"], cwd=bundle, capture_output=True, text=True, timeout=300
+    )
+    assert test.returncode == 0, test.stderr
