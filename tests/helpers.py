@@ -48,3 +48,27 @@ def two_class_text_csv(path: Path) -> Path:
             pool = words[label] + ["the", "a", "is", "my"]
             w.writerow([" ".join(rng.choice(pool, size=int(rng.integers(2, 30)))), label])
     return path
+
+
+JOBS = ["nurse", "teacher", "driver", "cook", "clerk", "pilot"]
+
+
+def mixed_table_csv(path: Path, n: int = 400, seed: int = 0, cities: int = 40) -> Path:
+    """A table with categorical and numeric columns and gaps: job (6 levels, 5% missing), age (10% missing),
+    income, city (`cities` levels: embedded when data.onehot_max_levels is below it) and a yes/no label drawn
+    from a logistic model with a curved age effect (so a linear model on one-hot columns is not exact)."""
+    rng = np.random.default_rng(seed)
+    job_effect = rng.normal(0, 1.2, len(JOBS))
+    city_effect = rng.normal(0, 1.0, cities)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["job", "age", "income", "city", "label"])
+        for _ in range(n):
+            j, c = int(rng.integers(len(JOBS))), int(rng.integers(cities))
+            age, income = rng.normal(40, 12), rng.normal(50, 15)
+            za, zi = (age - 40) / 12, (income - 50) / 15
+            logit = job_effect[j] + city_effect[c] + 0.8 * za + 0.6 * zi - 0.9 * za * za + 0.5
+            label = "yes" if rng.random() < 1 / (1 + np.exp(-2 * logit)) else "no"
+            job = JOBS[j] if rng.random() > 0.05 else ""
+            w.writerow([job, f"{age:.1f}" if rng.random() > 0.1 else "", f"{income:.2f}", f"city{c}", label])
+    return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import two_class_text_csv
+from helpers import mixed_table_csv, two_class_text_csv
 
 # A one-epoch CNN on digits: the image classifier and the judge of the GAN below.
 DIGITS = ["train.epochs=1", "model.channels=[4]", "model.hidden=8", "train.batch_size=256"]
@@ -37,6 +37,12 @@ RUNS = {
     ),
     "text": ("lstm-text", "TEXT_CSV", ["model.hidden=8", "model.embed_dim=8", "train.epochs=2"]),
     "gan": ("gan-image", None, GAN),  # judged by "digits"
+    # categorical columns (job one-hot, city embedded) and missing values (tests/test_tables.py)
+    "table": (
+        "mlp-tabular",
+        "TABLE_CSV",
+        ["model.hidden=[16]", "train.epochs=6", "data.onehot_max_levels=8"],
+    ),
 }
 
 
@@ -57,6 +63,8 @@ def exported(tmp_path_factory, name: str) -> Path:
     recipe, data, overrides = RUNS[name]
     if data == "TEXT_CSV":
         data = str(two_class_text_csv(root(tmp_path_factory) / "text.csv"))
+    if data == "TABLE_CSV":
+        data = str(mixed_table_csv(root(tmp_path_factory) / "table.csv"))
     if name == "gan":
         overrides = [*overrides, f"model.judge={exported(tmp_path_factory, 'digits')}"]
     train(recipe, data=data, overrides=overrides, out=run)

@@ -101,10 +101,12 @@ def test_csv_target_option_picks_a_middle_column(tmp_path):
         load_source(str(path), target="nope")
 
 
-def test_csv_non_numeric_feature_is_named(tmp_path):
-    path = write_csv(tmp_path / "t.csv", ["size", "color", "y"], [[1, "red", 0], [2, "blue", 1]])
-    with pytest.raises(ToolkitError, match=r"'color'.*not numeric.*'red'"):
-        load_source(str(path))
+def test_csv_non_numeric_feature_is_a_category(tmp_path):
+    path = write_csv(tmp_path / "t.csv", ["size", "color", "y"], [[1, " red", 0], [2, "blue", 1]])
+    raw = load_source(str(path))
+    assert raw.table.categorical == ["color"] and raw.x.shape == (2, 0)
+    dictionary, indices = raw.table.columns["color"]
+    assert [dictionary[i] for i in indices] == ["red", "blue"]  # spaces around a level are trimmed
 
 
 def test_csv_in_another_encoding_is_a_toolkit_error(tmp_path):
@@ -168,7 +170,7 @@ def test_regression_target_must_be_numeric_and_finite(tmp_path, iris_csv):
     with pytest.raises(ToolkitError, match="not numeric"):
         load_splits(DataConfig(source=str(iris_csv)), "regress", "tabular", seed=0)
     path = write_csv(tmp_path / "r.csv", ["a", "y"], [[i, "nan" if i == 3 else i * 0.5] for i in range(10)])
-    with pytest.raises(ToolkitError, match="target has missing or infinite"):
+    with pytest.raises(ToolkitError, match="target column 'y' has missing values"):
         load_splits(DataConfig(source=str(path)), "regress", "tabular", seed=0)
 
 
@@ -214,10 +216,15 @@ def test_missing_cells_become_the_train_mean(tmp_path):
     x_all = np.concatenate([s.x_train, s.x_val, s.x_test])
     ids = row_ids(x_all, s.spec)
     assert np.isfinite(x_all).all()
-    for i, col in ((4, 1), (11, 2), (20, 1), (33, 2)):
+    for i, col in ((4, 1), (11, 3), (20, 1), (33, 3)):
         assert x_all[list(ids).index(i), col] == 0.0
     tr = row_ids(s.x_train, s.spec)
-    np.testing.assert_allclose(s.spec["mean"], np.nanmean(raw[tr], axis=0), rtol=1e-5)
+    # row, a, a=missing, b, b=missing: an is-missing indicator beside each column with gaps in training
+    assert s.spec["feature_names"] == ["row", "a", "a=missing", "b", "b=missing"]
+    np.testing.assert_allclose(np.array(s.spec["mean"])[[0, 1, 3]], np.nanmean(raw[tr], axis=0), rtol=1e-5)
+    for i, col in ((4, 2), (11, 4), (20, 2), (33, 4)):
+        assert x_all[list(ids).index(i), col] == 1.0
+    assert x_all[:, [2, 4]].sum() == 4
     assert s.spec["missing"] == "train_mean"
 
 

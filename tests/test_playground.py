@@ -20,7 +20,7 @@ from test_server import Server, get, request
 
 from toolkit.runtime.predict import predict
 
-MODELS = ["digits", "iris", "text", "forecast", "anomaly"]
+MODELS = ["digits", "iris", "text", "forecast", "anomaly", "table"]
 KEY = "s3cret-key"
 
 
@@ -158,6 +158,25 @@ def test_table_and_text_flows(browser, server, repo, tmp_path):
     page.get_by_test_id("text").fill(text)
     page.get_by_test_id("predict").click()
     assert page.get_by_test_id("label").text_content() == want["label"]
+    assert not errors
+    page.close()
+
+
+def test_table_with_categorical_columns(browser, server, repo, tmp_path):
+    """A category field offers the trained levels and sends text; the server encodes the raw row."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("job,age,income,city\nnurse,,52.5,nowhere\n")
+    want = predict(_model(repo, "table"), [str(rows)]).results[0]
+    page, errors = _open(browser, server, "table")
+    fields = page.locator(".fields input")
+    assert [f.get_attribute("data-feature") for f in fields.all()] == ["job", "age", "income", "city"]
+    assert page.locator("datalist#levels-0 option").count() == 6  # job's trained levels
+    for field, value in zip(fields.all(), ["nurse", "", "52.5", "nowhere"]):
+        field.fill(value)
+    page.get_by_test_id("predict").click()
+    assert page.get_by_test_id("label").text_content() == want["label"]
+    value = float(page.locator(".bar").first.locator(".value").text_content())
+    assert value == pytest.approx(want["probability"], abs=5e-4)
     assert not errors
     page.close()
 

@@ -107,6 +107,12 @@ class DataConfig:
     )
     anomaly_classes: list[str] | None = None  # anomaly detection: classes held out of training as anomalies
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    categorical: list[str] | None = None  # CSV: columns read as categories (non-numeric ones always are)
+    onehot_max_levels: int = (
+        16  # CSV categories: one-hot up to this many levels (+ other, missing), else embeddings
+    )
+    max_levels: int = 1000  # CSV categories: keep the most frequent levels; the rest map to "other"
+    max_missing: float = 0.95  # CSV: drop a column with a larger share of missing train values (logged)
 
     def __post_init__(self) -> None:
         overlap = set(self.normal_classes or []) & set(self.anomaly_classes or [])
@@ -123,6 +129,12 @@ class DataConfig:
         _check_range("data.test_fraction", self.test_fraction, 0.0, 0.5)
         if self.image_size is not None and self.image_size < 4:
             raise ToolkitError(f"data.image_size must be at least 4 (got {self.image_size})")
+        if self.onehot_max_levels < 3 or self.max_levels < 1:
+            raise ToolkitError(
+                f"data.onehot_max_levels must be >= 3 and data.max_levels >= 1 "
+                f"(got {self.onehot_max_levels}, {self.max_levels})"
+            )
+        _check_range("data.max_missing", self.max_missing, 0.0, 1.0)
         if self.channels not in (None, 1, 3):
             raise ToolkitError(f"data.channels must be 1, 3 or null (got {self.channels})")
 

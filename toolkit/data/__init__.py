@@ -15,6 +15,8 @@ from toolkit.data import series as ts
 from toolkit.data.preprocess import apply_spec, encode_labels, fit_spec, flatten_images
 from toolkit.data.sources import BUILTIN, RawData, load_source
 from toolkit.data.split import split_indices
+from toolkit.data.table import encode as encode_table
+from toolkit.data.table import fit_columns, needs_encoding
 from toolkit.data.text import BUILTIN_TEXT, load_text
 from toolkit.data.tokenizer import Tokenizer
 from toolkit.errors import ToolkitError
@@ -121,7 +123,7 @@ def load_splits(
         return _series_splits(cfg, spec)
     if input_kind == "tokens":
         return _text_splits(cfg, seed, spec)
-    raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels)
+    raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels, getattr(cfg, "categorical", None))
     raw = _adapt(raw, input_kind)
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
@@ -136,7 +138,10 @@ def load_splits(
         tr, va, te = tr[keep[tr] & (flags[tr] == 0)], va[keep[va]], te[keep[te]]
         y, labels = flags, None
     if spec is None:
-        spec = fit_spec(raw.x[tr], raw.kind, raw.feature_names, raw.image)
+        if needs_encoding(raw.table):  # categories or missing values: the column encoding (data/table.py)
+            spec = fit_columns(raw.table, tr, cfg, raw.source)
+        else:
+            spec = fit_spec(raw.x[tr], raw.kind, raw.feature_names, raw.image)
         spec["source"] = raw.source
         spec["labels"] = labels
         if task == "regress":
@@ -151,8 +156,21 @@ def load_splits(
         raise ToolkitError(f"{raw.source}: its classes {classes} differ from the run's")
     elif task != "reconstruct" and labels != spec.get("labels"):
         raise ToolkitError(f"{raw.source}: its labels {labels} differ from the run's {spec.get('labels')}")
-    x = apply_spec(spec, raw.x)
+    x = _apply(spec, raw)
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
+
+
+def _apply(spec: dict[str, Any], raw: RawData) -> np.ndarray:
+    """The recorded preprocessing applied to raw data: a table's column encoding, or standardization."""
+    if spec.get("columns"):
+        if raw.table is None:
+            raise ToolkitError(f"{raw.source}: the model was trained on a CSV table; give a CSV file")
+        return encode_table(spec, raw.table, raw.source)
+    if raw.table is not None and raw.table.categorical:
+        raise ToolkitError(
+            f"{raw.source}: column {raw.table.categorical[0]!r} is not numeric; the model takes numbers only"
+        )
+    return apply_spec(spec, raw.x)
 
 
 def anomaly_flags(
@@ -251,9 +269,10 @@ def prepare_eval(
         return tok.encode_batch(list(raw.x)), _map_labels([str(v) for v in raw.y], spec["labels"], source)
     image = spec.get("image") or {}
     channels = image.get("channels", cfg.channels)
-    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels), input_kind)
+    categorical = [c["name"] for c in spec.get("columns") or [] if c["kind"] == "category"]
+    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels, categorical or None), input_kind)
     expected = tuple(_expected_shape(spec))
-    if raw.x.shape[1:] != expected:
+    if not spec.get("columns") and raw.x.shape[1:] != expected:
         raise ToolkitError(f"{source}: samples have shape {raw.x.shape[1:]}, the model expects {expected}")
     if task == "classify":
         if raw.label_names is not None and np.issubdtype(np.asarray(raw.y).dtype, np.integer):
@@ -263,7 +282,7 @@ def prepare_eval(
         y = _map_labels(names, spec["labels"], source)
     else:
         y, _ = _targets(raw, task)
-    return apply_spec(spec, raw.x), y
+    return _apply(spec, raw), y
 
 
 def _map_labels(names: list[str], labels: list[str], source: str) -> np.ndarray:

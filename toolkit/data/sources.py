@@ -6,10 +6,10 @@ Each reader returns RawData: features as float arrays (tabular (N, F) or images 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +27,7 @@ class RawData:
     feature_names: list[str] | None = None
     label_names: list[str] | None = None  # names of label indices 0..K-1 when y holds indices
     image: dict = field(default_factory=dict)  # images: pixel_scale, resize, original layout
+    table: Any = None  # CSV tables: the columns as read (toolkit.data.table.Table), categorical ones too
 
 
 # --------------------------------------------------------------------------------------------- builtin
@@ -72,7 +73,11 @@ BUILTIN: dict[str, tuple[Callable[[], RawData], str]] = {
 
 
 def load_source(
-    source: str, target: str | None = None, image_size: int | None = None, channels: int | None = None
+    source: str,
+    target: str | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    categorical: list[str] | None = None,
 ) -> RawData:
     """Read any supported data source; raise ToolkitError with what is allowed when it cannot be read."""
     if source.startswith("builtin:"):
@@ -88,7 +93,7 @@ def load_source(
     if path.is_dir():
         return read_image_folder(path, image_size, channels)
     if path.suffix.lower() == ".csv":
-        return read_csv(path, target)
+        return read_csv(path, target, categorical)
     if path.suffix.lower() == ".npz":
         return read_npz(path)
     raise ToolkitError(
@@ -97,44 +102,14 @@ def load_source(
 
 
 # --------------------------------------------------------------------------------------------- CSV
-def read_csv(path: Path, target: str | None) -> RawData:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise ToolkitError(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if len(rows) < 2:
-        raise ToolkitError(f"{path}: needs a header row and at least one data row")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    for i, r in enumerate(body, start=2):
-        if len(r) != len(header):
-            raise ToolkitError(f"{path}: line {i} has {len(r)} fields, the header has {len(header)}")
-    target = target or header[-1]
-    if target not in header:
-        raise ToolkitError(f"{path}: no target column {target!r}; columns: {', '.join(header)}")
-    t = header.index(target)
-    features = [i for i in range(len(header)) if i != t]
-    if not features:
-        raise ToolkitError(f"{path}: needs at least one feature column besides the target {target!r}")
-    x = np.empty((len(body), len(features)), dtype=np.float32)
-    for j, col in enumerate(features):
-        for i, r in enumerate(body):
-            cell = r[col].strip()
-            if cell == "" or cell.lower() in ("na", "nan"):
-                x[i, j] = np.nan  # filled with the train mean during preprocessing
-                continue
-            try:
-                x[i, j] = float(cell)
-            except ValueError:
-                raise ToolkitError(
-                    f"{path}: feature column {header[col]!r} is not numeric "
-                    f"(value {cell!r} on line {i + 2}); only numeric feature columns are supported"
-                ) from None
-    y = np.array([r[t].strip() for r in body], dtype=object)
-    if any(v == "" for v in y):
-        raise ToolkitError(f"{path}: target column {target!r} has empty values")
-    return RawData(x, y, "tabular", str(path), [header[c] for c in features], None)
+def read_csv(path: Path, target: str | None, categorical: list[str] | None = None) -> RawData:
+    """A CSV table (pyarrow): features as a Table in RawData.table; RawData.x holds them as numbers when
+    every feature column is numeric (else it has no columns: the table must be encoded, toolkit.data.table)."""
+    from toolkit.data.table import read_table
+
+    table, y = read_table(path, target, categorical)
+    x = table.numeric_matrix() if not table.categorical else np.zeros((table.rows, 0), dtype=np.float32)
+    return RawData(x, y, "tabular", str(path), list(table.names), None, table=table)
 
 
 # --------------------------------------------------------------------------------------------- images

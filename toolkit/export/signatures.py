@@ -138,6 +138,10 @@ def _data_input(ckpt: dict[str, Any]) -> tuple[Port, Callable, tuple[int | None,
     else:
         standardize.update(per="feature", missing="a missing value (NaN) becomes 0 after standardizing")
         standardize["feature_names"] = spec.get("feature_names")
+        if spec.get(
+            "columns"
+        ):  # a table's column encoding, applied to raw rows by toolkit.runtime.processing
+            standardize.update(columns=spec["columns"], ignored=spec.get("ignored") or [])
         if image:  # images flattened into vectors (row-major C, H, W) for an MLP or a dense autoencoder
             standardize["image"] = image
         port = Port("input", "float32", ["batch", *shape], "feature vectors, standardized per feature", "NF")

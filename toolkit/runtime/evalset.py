@@ -65,6 +65,8 @@ def spec_from_metadata(meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         spec["image"] = pre["image"]
     if kind == "tabular":
         spec["feature_names"] = pre.get("feature_names")
+        if pre.get("columns"):
+            spec.update(columns=pre["columns"], ignored=pre.get("ignored") or [])
     if meta["task"] == "reconstruct":
         spec["anomaly"] = meta.get("anomaly")
         spec["threshold"] = schema.dig(meta, "thresholds", "score", "value")

@@ -78,7 +78,7 @@ def describe(meta: dict) -> str:
         c, h, w = geom
         return f"{w}x{h} {'grayscale' if c == 1 else 'RGB'} image"
     if kind == "tabular":
-        return f"{_width(meta)} features"
+        return f"{len(feature_names(meta))} features"
     if kind == "series":
         return f"series (window of {preprocessing(meta)['window']} values)"
     if kind in ("tokens", "text"):
@@ -91,7 +91,16 @@ def _width(meta: dict) -> int:
 
 
 def feature_names(meta: dict) -> list[str]:
-    """The trained feature names (x0, x1, ... when the data had none)."""
+    """The names of the values a user gives: a table's raw columns (`{"job": "nurse", "age": 41}`) for a
+    model with encoded columns, else the trained feature names (x0, x1, ... when the data had none)."""
+    columns = table_columns(meta)
+    if columns:
+        return [c["name"] for c in columns]
+    return encoded_names(meta)
+
+
+def encoded_names(meta: dict) -> list[str]:
+    """The names of the model's input features, one per input column (after any table encoding)."""
     return list(preprocessing(meta).get("feature_names") or [f"x{i}" for i in range(_width(meta))])
 
 
@@ -265,6 +274,13 @@ def prepare_instance(meta: dict, instance, what: str):
         if isinstance(instance, dict):
             instance = instance.get("label")
         return label_index(meta, instance, what)
+    if (
+        isinstance(instance, dict)
+        and "b64" not in instance
+        and kind == "tabular"
+        and not image_geometry(meta)
+    ):
+        return table_row(meta, instance, what)
     if isinstance(instance, dict):
         if "b64" not in instance:
             raise InputError(
@@ -301,6 +317,8 @@ def prepare_instance(meta: dict, instance, what: str):
         if batched:
             raise InputError(f"{what} is a batch of images; give one image per instance")
         return image_to_row(meta, pixel_array(meta, rows[0]))
+    if table_columns(meta):
+        return table_row(meta, list(instance), what)
     return standardize_features(meta, feature_row(meta, list(instance), what)[None])[0]
 
 
@@ -359,6 +377,154 @@ def from_model_layout(meta: dict, x: np.ndarray) -> np.ndarray:
     if (preprocessing(meta).get("image") or {}).get("color_order") == "BGR":
         x = x[:, ::-1]
     return np.ascontiguousarray(x)
+
+
+# --------------------------------------------------------------------------------------------- tables
+# A model trained on a table with categorical columns or missing values records its columns in the input's
+# preprocessing ("columns"); its input is one float row laid out as
+#   [numeric values and their is-missing indicators, one-hot blocks]  (standardized: (x - mean) / std)
+#   [one category code per embedding column]                          (mean 0, std 1: codes pass unchanged)
+# A category column's codes are 0..L-1 for its trained levels, L for "other" (a level not seen in training,
+# or beyond data.max_levels), L + 1 for a missing value. The graph casts the codes to integers and looks up
+# its embeddings; everything before that happens here, so predict, the server and the edge runner share it.
+def table_columns(meta: dict) -> list[dict] | None:
+    """The table's columns as trained ({"name", "kind": "numeric" | "category", ...}), or None for a model
+    whose features are all numeric without missing values in training."""
+    return preprocessing(meta).get("columns")
+
+
+def level_text(value) -> str | None:
+    """A raw category value -> its level text (None: missing). Numbers are written as CSV readers write
+    them (41.0 -> "41"), booleans as "true"/"false", so JSON and CSV values meet the same levels."""
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+    text = str(value).strip()
+    return None if text.lower() in MISSING else text
+
+
+def category_codes(column: dict, values) -> np.ndarray:
+    """Raw values of one category column -> int64 codes (see the layout above). `values` is a sequence, or
+    (dictionary, indices) as a column store gives it: index i of the dictionary, -1 for a missing value."""
+    levels = column["levels"]
+    index = {v: i for i, v in enumerate(levels)}
+    other, missing = len(levels), len(levels) + 1
+
+    def code(v) -> int:
+        text = level_text(v)
+        return missing if text is None else index.get(text, other)
+
+    if isinstance(values, tuple):
+        dictionary, indices = values
+        lut = np.array([code(v) for v in dictionary] + [missing], dtype=np.int64)
+        return lut[np.asarray(indices)]  # index -1 picks the last entry: missing
+    return np.array([code(v) for v in values], dtype=np.int64)
+
+
+def numeric_values(name: str, values, what: str) -> np.ndarray:
+    """Raw values of one numeric column -> float64 (NaN: missing); a non-number is an InputError."""
+    if isinstance(values, np.ndarray) and np.issubdtype(values.dtype, np.number):
+        return values.astype(np.float64)
+    if isinstance(values, tuple):
+        dictionary, indices = values
+        lut = np.array([_number(v, f"{what} {name!r}", missing_ok=True) for v in dictionary] + [np.nan])
+        return lut[np.asarray(indices)]
+    return np.array([_number(v, f"{what} {name!r}", missing_ok=True) for v in values], dtype=np.float64)
+
+
+def encode_table(meta: dict, columns: dict, what: str = "input") -> np.ndarray:
+    """Raw table columns ({name: values}, every trained column) -> the model's rows (N, F) float32, standardized
+    as trained; a missing numeric value becomes the train mean (0) with its indicator set to 1."""
+    return standardize_features(meta, table_values(meta, columns, what))
+
+
+def table_values(meta: dict, columns: dict, what: str = "input") -> np.ndarray:
+    """Raw table columns -> (N, F) float32 in the layout above, before standardizing (NaN: missing number)."""
+    dense, codes = [], []
+    for col in table_columns(meta) or []:
+        values = columns[col["name"]]
+        if col["kind"] == "numeric":
+            v = numeric_values(col["name"], values, what)
+            dense.append(v.astype(np.float32))
+            if col.get("indicator"):
+                dense.append(np.isnan(v).astype(np.float32))
+            continue
+        c = category_codes(col, values)
+        if col["encoding"] == "embedding":
+            codes.append(c.astype(np.float32))
+        else:  # one-hot: one column per level, "other" and missing
+            dense.extend((c == k).astype(np.float32) for k in range(len(col["levels"]) + 2))
+    return np.stack(dense + codes, axis=1)
+
+
+def table_row(meta: dict, instance, what: str) -> np.ndarray:
+    """One raw row -> the model's row: a dict by column name (every trained column; null for a missing value;
+    the target and columns dropped in training are ignored) or a list of values in the trained column order."""
+    names = feature_names(meta)
+    if isinstance(instance, dict):
+        ignored = set(preprocessing(meta).get("ignored") or ())
+        absent = [n for n in names if n not in instance]
+        extra = [str(k) for k in instance if k not in names and k not in ignored]
+        if absent or extra:
+            problem = f"lacks {_quoted(absent)}" if absent else f"has unknown keys {_quoted(extra)}"
+            raise InputError(
+                f"{what} {problem}; the model takes {_names_hint(meta)} (null for a missing value)"
+            )
+        values = [instance[n] for n in names]
+    else:
+        values = list(instance)
+        if len(values) != len(names):
+            raise InputError(
+                f"{what} has {len(values)} values; the model takes {len(names)} ({_names_hint(meta)})"
+            )
+    if not table_columns(meta):
+        return standardize_features(meta, feature_row(meta, values, what)[None])[0]
+    for v, name in zip(values, names):
+        if isinstance(v, (list, dict)):
+            raise InputError(f"{what}: {name!r} is a {type(v).__name__}; give one value per column")
+    return encode_table(meta, {n: [v] for n, v in zip(names, values)}, what)[0]
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def example_rows(meta: dict, n: int = 3) -> list[dict]:
+    """Raw rows a table model accepts (for bundles' samples and docs): numbers near the train mean, the most
+    frequent trained levels, then an unseen level and a missing value."""
+    names, rows = feature_names(meta), []
+    columns = table_columns(meta) or [{"name": name, "kind": "numeric"} for name in names]
+    pre = preprocessing(meta)
+    positions = column_positions(columns)
+    for k in range(n):
+        row = {}
+        for col, pos in zip(columns, positions):
+            if col["kind"] == "numeric":
+                mean, std = float(pre["mean"][pos]), float(pre["std"][pos])
+                row[col["name"]] = round(mean + (k - 1) * 0.5 * std, 6)
+            else:
+                levels = col["levels"]
+                row[col["name"]] = levels[k] if k < len(levels) else None
+        rows.append(row)
+    return rows
+
+
+def column_positions(columns: list[dict]) -> list[int]:
+    """Each column's first position in the encoded row (category codes of embedding columns come last)."""
+    positions, pos = [], 0
+    for col in columns:
+        positions.append(pos)
+        if col["kind"] == "numeric":
+            pos += 2 if col.get("indicator") else 1
+        elif col.get("encoding") != "embedding":
+            pos += len(col["levels"]) + 2
+    return positions
 
 
 # --------------------------------------------------------------------------------------------- postprocessing
@@ -601,6 +767,12 @@ def _array_items(meta: dict, name: str, x: np.ndarray) -> list[tuple[str, object
         rows, batched = image_rows(meta, x, name)
         names = [f"{name}[{i}]" for i in range(len(rows))] if batched else [name]
         return [(n, image_to_row(meta, pixel_array(meta, r))) for n, r in zip(names, rows)]
+    if table_columns(meta):  # raw rows of the trained columns, numbers only (categories as numbers)
+        rows = [x] if x.ndim == 1 else list(x) if x.ndim == 2 else []
+        if not rows or len(rows[0]) != len(feature_names(meta)):
+            raise InputError(f"{name} has shape {list(x.shape)}; the model takes rows of {_names_hint(meta)}")
+        names = [name] if x.ndim == 1 else [f"{name}[{i}]" for i in range(len(rows))]
+        return [(n, _guard(lambda r=r, n=n: table_row(meta, r.tolist(), n))) for n, r in zip(names, rows)]
     width = _width(meta)
     if x.ndim == 1 and x.shape[0] == width:
         return [(name, standardize_features(meta, x.astype(np.float32)[None])[0])]
@@ -662,6 +834,8 @@ def _is_header(row: list[str]) -> bool:
 def _csv_features(meta: dict, path: str, rows: list) -> list[tuple[str, object]]:
     """Feature rows: with a header naming the model's features, those columns (others, such as the target,
     are ignored); otherwise every row must have exactly the model's number of columns."""
+    if table_columns(meta):
+        return _csv_table(meta, path, rows)
     names, width = feature_names(meta), _width(meta)
     columns = list(range(width))
     expected = f"the model takes {width} features ({_names_hint(meta)})"
@@ -688,6 +862,36 @@ def _csv_features(meta: dict, path: str, rows: list) -> list[tuple[str, object]]
             items.append((name, exc))
             continue
         items.append((name, standardize_features(meta, row[None])[0]))
+    return items
+
+
+def _csv_table(meta: dict, path: str, rows: list) -> list[tuple[str, object]]:
+    """Raw table rows: with a header naming every trained column (other columns, such as the target, are
+    ignored), else rows of exactly the trained columns in their order."""
+    names = feature_names(meta)
+    header = [h.strip() for h in rows[0][1]]
+    columns, fields = list(range(len(names))), len(names)
+    if set(names) <= set(header):
+        columns, fields, rows = [header.index(n) for n in names], len(header), rows[1:]
+        if not rows:
+            return [(path, InputError(f"{path}: a header but no data rows"))]
+    elif len(set(header) & set(names)) > len(names) // 2:  # a header, short of some columns
+        absent = [n for n in names if n not in header]
+        return [
+            (
+                path,
+                InputError(
+                    f"{path}: its header lacks {_quoted(absent)}; the model takes {_names_hint(meta)}"
+                ),
+            )
+        ]
+    items: list[tuple[str, object]] = []
+    for line, r in rows:
+        name = f"{path}:{line}"
+        if len(r) != fields:
+            items.append((name, InputError(f"{name}: the row has {len(r)} columns, expected {fields}")))
+            continue
+        items.append((name, _guard(lambda r=r, n=name: table_row(meta, [r[c] for c in columns], n))))
     return items
 
 

@@ -307,6 +307,12 @@ def sample_inputs(stage: Path, meta: dict[str, Any]) -> dict[str, list]:
     if kind == "tabular":
         import csv
 
+        if processing.table_columns(meta):  # raw rows: numbers, trained levels and a missing value
+            with open(folder / "rows.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, processing.feature_names(meta))
+                writer.writeheader()
+                writer.writerows(processing.example_rows(meta))
+            return {"inputs": [f"{SAMPLES}/rows.csv"], "texts": [], "labels": []}
         mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
         with open(folder / "rows.csv", "w", newline="") as f:
             writer = csv.writer(f)

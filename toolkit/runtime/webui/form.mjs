@@ -2,7 +2,7 @@
 // Shared by the server's playground (answers from POST /v1/models/NAME:predict) and the browser bundle's page
 // (answers computed in the page). Text from the model or the server is set as text, never parsed as HTML.
 
-import { describe, featureNames, imageGeometry, inputKind } from "./toolkit-web.mjs";
+import { describe, featureNames, imageGeometry, inputKind, tableColumns } from "./toolkit-web.mjs";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -65,9 +65,16 @@ function imageWidget(meta) {
 
 function tableWidget(meta) {
   const names = featureNames(meta);
-  const fields = names.map((n, i) =>
-    el("input", { type: "text", inputmode: "decimal", name: `f${i}`, "data-feature": n, placeholder: "missing", size: 8 }),
-  );
+  const columns = tableColumns(meta) || names.map((name) => ({ name, kind: "numeric" }));
+  const lists = [];
+  const fields = columns.map((col, i) => {
+    if (col.kind === "numeric") {
+      return el("input", { type: "text", inputmode: "decimal", name: `f${i}`, "data-feature": col.name, placeholder: "missing", size: 8 });
+    }
+    // A category: its trained levels offered, any other text allowed (it is read as "other").
+    lists.push(el("datalist", { id: `levels-${i}` }, col.levels.slice(0, 1000).map((v) => el("option", { value: v }))));
+    return el("input", { type: "text", list: `levels-${i}`, name: `f${i}`, "data-feature": col.name, "data-category": true, placeholder: "missing", size: 10 });
+  });
   const paste = el("input", {
     type: "text",
     class: "paste",
@@ -80,8 +87,13 @@ function tableWidget(meta) {
   });
   const grid = el("div", { class: "fields" }, names.map((n, i) => el("label", {}, el("span", {}, n), fields[i])));
   return {
-    element: el("div", {}, paste, grid),
-    read: () => fields.map((f) => (f.value.trim() === "" ? null : Number(f.value.trim()))),
+    element: el("div", {}, paste, grid, lists),
+    read: () =>
+      fields.map((f) => {
+        const v = f.value.trim();
+        if (v === "") return null;
+        return f.hasAttribute("data-category") ? v : Number(v);
+      }),
   };
 }
 

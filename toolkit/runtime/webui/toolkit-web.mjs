@@ -45,8 +45,51 @@ export function imageGeometry(meta) {
 }
 
 export function featureNames(meta) {
+  const columns = tableColumns(meta);
+  if (columns) return columns.map((c) => c.name);
   const width = Number(meta.inputs[0].shape[1]);
   return pre(meta).feature_names || Array.from({ length: width }, (_, i) => `x${i}`);
+}
+
+/** A table's trained columns ({name, kind: numeric | category, levels, encoding}), or null (processing.py). */
+export function tableColumns(meta) {
+  return pre(meta).columns || null;
+}
+
+/** A raw category value -> its level text, null when missing (processing.level_text). */
+function levelText(v) {
+  if (v === null || v === undefined) return null;
+  if (typeof v === "boolean") return v ? "true" : "false";
+  if (typeof v === "number") {
+    if (Number.isNaN(v)) return null;
+    if (Number.isInteger(v)) return String(v);
+  }
+  const t = String(v).trim();
+  return MISSING.has(t.toLowerCase()) ? null : t;
+}
+
+/** Raw values in the trained column order -> the model's row (processing.encode_table): numbers and their
+ * is-missing indicators and one-hot blocks, standardized; then one code per embedding column (level index,
+ * L for "other", L + 1 for missing). */
+function encodeRow(meta, values, what) {
+  const p = pre(meta);
+  const dense = [];
+  const codes = [];
+  p.columns.forEach((col, i) => {
+    if (col.kind === "numeric") {
+      const x = number(values[i], `${what} ${JSON.stringify(col.name)}`, true);
+      dense.push(x);
+      if (col.indicator) dense.push(Number.isNaN(x) ? 1 : 0);
+      return;
+    }
+    const text = levelText(values[i]);
+    const n = col.levels.length;
+    const index = text === null ? -1 : col.levels.indexOf(text);
+    const code = text === null ? n + 1 : index < 0 ? n : index;
+    if (col.encoding === "embedding") codes.push(code);
+    else for (let k = 0; k < n + 2; k++) dense.push(k === code ? 1 : 0);
+  });
+  return standardize(Float32Array.from([...dense, ...codes]), p.mean, p.std);
 }
 
 /** The input in words ("8x8 grayscale image", "4 features", ...). */
@@ -292,11 +335,15 @@ export async function prepare(meta, input, what = "input") {
   if (input && typeof input === "object" && !Array.isArray(input) && !ArrayBuffer.isView(input)) {
     const absent = names.filter((n) => !(n in input));
     if (absent.length) throw new InputError(`${what} has no ${JSON.stringify(absent[0])}; the model takes ${names.join(", ")}`);
+    const ignored = new Set(pre(meta).ignored || []);
+    const extra = Object.keys(input).filter((k) => !names.includes(k) && !ignored.has(k));
+    if (tableColumns(meta) && extra.length) throw new InputError(`${what} has unknown keys ${extra.map((k) => JSON.stringify(k)).join(", ")}; the model takes ${names.join(", ")}`);
     values = names.map((n) => input[n]);
   }
   if (!values || values.length !== names.length) {
     throw new InputError(`${what} has ${values ? values.length : 0} values; the model takes ${names.length} (${names.slice(0, 8).join(", ")})`);
   }
+  if (tableColumns(meta)) return encodeRow(meta, Array.from(values), what);
   const row = Float32Array.from(values, (v, i) => number(v, `${what}, value ${i + 1}`, true));
   const p = pre(meta);
   return standardize(row, p.mean, p.std);
