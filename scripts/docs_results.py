@@ -269,7 +269,6 @@ KNOWN = (
     "serve_soak_signed",
     "import",
     "distributed",
-
     "tables",
 )
 
