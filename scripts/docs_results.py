@@ -133,6 +133,7 @@ def imported(results: Path) -> str:
     )
     return "\n".join([*lines, "", f"Decision: {report['decision']}. Goals: {goals}."])
 
+
 def distributed(results: Path) -> str:
     """1 vs 2 processes side by side, the accuracy goal, the compute/communication split, the projection."""
     report = load(results, "distributed")
@@ -198,6 +199,7 @@ def distributed(results: Path) -> str:
         "near the two-process figure. Measured on loopback, so real networks add latency: a projection, not a "
         "measurement of several machines.",
     ]
+
 
 def tables(results: Path) -> str:
     """bench/tables_bench.py: the 1M-row load and epoch beside their references, and the accuracy goal."""

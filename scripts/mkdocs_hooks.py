@@ -50,7 +50,6 @@ GENERATORS = {
     "results-gpu": lambda page: docs_results.gpu(RESULTS),
     "results-import": lambda page: docs_results.imported(RESULTS),
     "results-distributed": lambda page: docs_results.distributed(RESULTS),
-
     "results-tables": lambda page: docs_results.tables(RESULTS),
     "results-other": lambda page: docs_results.others(RESULTS),
 }
