@@ -69,9 +69,15 @@ class AugmentConfig:
     shift: float = 0.0  # max random translation, as a fraction of the image side (images only)
     rotate: float = 0.0  # max random rotation in degrees (images only)
     token_dropout: float = 0.0  # text: chance that a token is replaced by <unk> during training
+    # Photos (image folders; torchvision transforms v2, drawn per image in the DataLoader workers):
+    crop: float = 0.0  # random resized crop: smallest share of the image kept (0 = off; 0.35-0.8 typical)
+    flip: bool = False  # random horizontal flip (not for digits or text)
+    color_jitter: float = 0.0  # brightness, contrast and saturation changed by up to this fraction (0 = off)
 
     def __post_init__(self) -> None:
         _check_range("data.augment.token_dropout", self.token_dropout, 0.0, 0.9)
+        _check_range("data.augment.crop", self.crop, 0.0, 1.0)
+        _check_range("data.augment.color_jitter", self.color_jitter, 0.0, 1.0)
         _check_range("data.augment.shift", self.shift, 0.0, 0.5)
         _check_range("data.augment.rotate", self.rotate, 0.0, 180.0)
 
@@ -95,8 +101,13 @@ class DataConfig:
     target: str | None = None  # CSV target column; default: the last column
     val_fraction: float = 0.15  # share of the data held out for validation (early stopping)
     test_fraction: float = 0.2  # share held out for the final test metrics
-    image_size: int | None = None  # image folders: resize to this square side; None keeps the size
-    channels: int | None = None  # image folders: 1 (grayscale) or 3 (RGB); None: from the first image
+    image_size: int | None = None  # image folders: this square side; None: the data's (median shorter side)
+    channels: int | None = None  # image folders: 1 (grayscale) or 3 (RGB); None: from the images' modes
+    resize: Literal["crop", "letterbox", "stretch"] = "crop"  # image folders: how a photo becomes the square
+    cache: bool = True  # image folders: decode once into a uint8 cache (~/.cache/toolkit/images) and reuse it
+    workers: int | None = None  # image folders: decoding processes (None: the cores; 0: in the main process)
+    max_pixels: int = 40_000_000  # image folders: larger images are skipped (a decompression-bomb guard)
+    normalize: Literal["fit", "imagenet"] = "fit"  # images: statistics fitted on the train split | ImageNet's
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     window: int = 24  # forecast: past values the model sees
     horizon: int = 1  # forecast: future values it predicts
@@ -125,6 +136,10 @@ class DataConfig:
             raise ToolkitError(f"data.image_size must be at least 4 (got {self.image_size})")
         if self.channels not in (None, 1, 3):
             raise ToolkitError(f"data.channels must be 1, 3 or null (got {self.channels})")
+        if self.workers is not None and self.workers < 0:
+            raise ToolkitError(f"data.workers must be >= 0 or null (got {self.workers})")
+        if self.max_pixels < 1:
+            raise ToolkitError(f"data.max_pixels must be positive (got {self.max_pixels})")
 
 
 @dataclass

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import series as ts
+from toolkit.data.image_cache import ImageSet
+from toolkit.data.image_folder import IMAGENET, ImageOptions, channel_stats
 from toolkit.data.preprocess import apply_spec, encode_labels, fit_spec, flatten_images
 from toolkit.data.sources import BUILTIN, RawData, load_source
 from toolkit.data.split import split_indices
@@ -121,7 +123,9 @@ def load_splits(
         return _series_splits(cfg, spec)
     if input_kind == "tokens":
         return _text_splits(cfg, seed, spec)
-    raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels)
+    stream = input_kind == "image" and task in ("classify", "regress")  # image folders stay lazy
+    options = ImageOptions.of(cfg, spec)
+    raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels, options, stream)
     raw = _adapt(raw, input_kind)
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
@@ -136,7 +140,7 @@ def load_splits(
         tr, va, te = tr[keep[tr] & (flags[tr] == 0)], va[keep[va]], te[keep[te]]
         y, labels = flags, None
     if spec is None:
-        spec = fit_spec(raw.x[tr], raw.kind, raw.feature_names, raw.image)
+        spec = _fit(raw, tr, cfg, seed)
         spec["source"] = raw.source
         spec["labels"] = labels
         if task == "regress":
@@ -151,8 +155,26 @@ def load_splits(
         raise ToolkitError(f"{raw.source}: its classes {classes} differ from the run's")
     elif task != "reconstruct" and labels != spec.get("labels"):
         raise ToolkitError(f"{raw.source}: its labels {labels} differ from the run's {spec.get('labels')}")
+    if isinstance(raw.x, ImageSet):
+        xs = [raw.x.subset(part, spec["mean"], spec["std"]) for part in (tr, va, te)]
+        return Splits(xs[0], y[tr], xs[1], y[va], xs[2], y[te], spec)
     x = apply_spec(spec, raw.x)
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
+
+
+def _fit(raw: RawData, train: np.ndarray, cfg: Any, seed: int) -> dict[str, Any]:
+    """The preprocessing spec fitted on the train split; a lazy image folder is measured on a sample, and
+    `data.normalize: imagenet` (pretrained backbones) records ImageNet's statistics instead."""
+    if not isinstance(raw.x, ImageSet):
+        spec = fit_spec(raw.x[train], raw.kind, raw.feature_names, raw.image)
+    else:
+        mean, std = channel_stats(raw.x, train, seed)
+        spec = {"kind": "image", "mean": mean, "std": std, "missing": None, "image": dict(raw.image)}
+    if raw.kind == "image" and getattr(cfg, "normalize", "fit") == "imagenet":
+        if spec["image"]["channels"] != 3:
+            raise ToolkitError("data.normalize: imagenet needs RGB images (data.channels: 3)")
+        spec["mean"], spec["std"] = list(IMAGENET["mean"]), list(IMAGENET["std"])
+    return spec
 
 
 def anomaly_flags(
@@ -251,7 +273,8 @@ def prepare_eval(
         return tok.encode_batch(list(raw.x)), _map_labels([str(v) for v in raw.y], spec["labels"], source)
     image = spec.get("image") or {}
     channels = image.get("channels", cfg.channels)
-    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels), input_kind)
+    options = ImageOptions.of(cfg, spec)
+    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels, options), input_kind)
     expected = tuple(_expected_shape(spec))
     if raw.x.shape[1:] != expected:
         raise ToolkitError(f"{source}: samples have shape {raw.x.shape[1:]}, the model expects {expected}")

@@ -22,12 +22,14 @@ import torch
 import torch.nn as nn
 
 from toolkit.data import Splits
+from toolkit.data.image_cache import ImageSet
 from toolkit.errors import ToolkitError
 from toolkit.metrics import is_better
 from toolkit.recipe import Recipe
 from toolkit.train import distributed
 from toolkit.train.augment import random_affine, token_dropout
 from toolkit.train.checkpoint import save_checkpoint
+from toolkit.train.image_batches import stream_batches
 from toolkit.train.optim import build_scheduler
 from toolkit.train.registry import make_task
 from toolkit.train.tasks import Task
@@ -66,6 +68,10 @@ class Batches:
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
 
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
     def __iter__(self):
         # Drawn on the CPU generator whatever the device: the same seed visits the batches in the same order
         # on CPU and GPU (CUDA's generator would give another order), so their metrics differ only by noise.
@@ -80,6 +86,8 @@ class Batches:
 
 
 def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(array, ImageSet):  # an image folder's split stays lazy: read in batches where it is used
+        return array
     t = torch.as_tensor(array)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
@@ -103,7 +111,7 @@ def train_one_epoch(
 ) -> float:
     """One pass over the train batches; returns the mean loss."""
     model.train()
-    total, count = torch.zeros((), device=batches.x.device), 0
+    total, count = torch.zeros((), device=batches.device), 0
     for x, y in batches:
         if augment[0] > 0 or augment[1] > 0:
             x = random_affine(x, *augment)
@@ -257,9 +265,12 @@ def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
     torch.manual_seed(t.seed)
     model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec)
     model = model.to(device)
-    batches = Batches(
-        to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
-    )
+    if isinstance(splits.x_train, ImageSet):  # an image folder: DataLoader workers decode and augment
+        batches = stream_batches(splits, task.targets(splits.y_train), device, recipe.data, t.batch_size)
+    else:
+        batches = Batches(
+            to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
+        )
     optimizers = task.optimizers(model)  # {"model": opt} for most tasks; the GAN has one per network
     scheduler, per_batch = (None, False)
     if len(optimizers) == 1:
