@@ -40,6 +40,9 @@ ALIASES: dict[str, str] = {
     "transformer": "transformer-text",
     "autoencoder": "autoencoder-anomaly",
     "gan": "gan-image",
+    "mobilenet": "mobilenet-image",
+    "resnet": "resnet-image",
+    "efficientnet": "efficientnet-image",
 }
 
 # Which tasks each architecture can do, and which losses each task accepts.
@@ -53,6 +56,9 @@ ARCH_TASKS: dict[str, tuple[str, ...]] = {
     "transformer": ("forecast", "classify"),
     "autoencoder": ("reconstruct",),
     "gan": ("generate",),
+    "mobilenet": ("classify",),
+    "resnet": ("classify",),
+    "efficientnet": ("classify",),
 }
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classify": ("auto", "cross_entropy", "bce"),
@@ -205,9 +211,12 @@ class CNNConfig:
     hidden: int = 128  # width of the dense layer before the output
     dropout: float = 0.25
     batch_norm: bool = True
+    stem: int | None = None  # stride-2 convolutions before the blocks (None = auto: large inputs to ~32 px)
 
     def __post_init__(self) -> None:
         _check_widths("model.channels", self.channels, allow_empty=False)
+        if self.stem is not None and not 0 <= self.stem <= 5:
+            raise ToolkitError(f"model.stem must be null (auto) or 0..5 (got {self.stem})")
         if self.kernel_size not in (3, 5, 7):
             raise ToolkitError(f"model.kernel_size must be one of 3, 5, 7 (got {self.kernel_size})")
         _check_widths("model.hidden", [self.hidden], allow_empty=False)
@@ -289,6 +298,22 @@ class GANConfig:
         _check_range("model.beta1", self.beta1, 0.0, 0.999)
 
 
+@dataclass
+class PretrainedConfig:
+    """torchvision backbones (mobilenet_v3_small, resnet18, efficientnet_b0) fine-tuned with a new head."""
+
+    weights: str = "imagenet"  # imagenet (torchvision's published weights) | none | PATH (a state_dict file)
+    freeze_epochs: int = 2  # epochs training the head only, then the whole network
+    unfreeze_lr: float = 0.1  # the whole network trains at train.lr times this after freeze_epochs
+    dropout: float = 0.2  # dropout before the new classifier
+
+    def __post_init__(self) -> None:
+        if self.freeze_epochs < 0:
+            raise ToolkitError(f"model.freeze_epochs must be >= 0 (got {self.freeze_epochs})")
+        _check_range("model.unfreeze_lr", self.unfreeze_lr, 1e-6, 1.0)
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+
+
 MODEL_CONFIGS: dict[str, type] = {
     "mlp": MLPConfig,
     "cnn": CNNConfig,
@@ -298,6 +323,9 @@ MODEL_CONFIGS: dict[str, type] = {
     "transformer": TransformerConfig,
     "autoencoder": AutoencoderConfig,
     "gan": GANConfig,
+    "mobilenet": PretrainedConfig,
+    "resnet": PretrainedConfig,
+    "efficientnet": PretrainedConfig,
 }
 
 
@@ -470,6 +498,9 @@ SHIPPED_RECIPES = (
     "transformer-text",
     "autoencoder-anomaly",
     "gan-image",
+    "mobilenet-image",
+    "resnet-image",
+    "efficientnet-image",
 )
 
 

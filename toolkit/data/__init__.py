@@ -58,9 +58,11 @@ class Splits:
         return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
 
 
-def _adapt(raw: RawData, input_kind: str) -> RawData:
+def _adapt(raw: RawData, input_kind: str, channels: int | None = None) -> RawData:
     """Make raw data fit what the model consumes ('tabular' vectors or 'image' tensors)."""
     if input_kind == raw.kind:
+        if raw.kind == "image" and channels == 3 and raw.x.shape[1] == 1 and isinstance(raw.x, np.ndarray):
+            raw.x = np.repeat(raw.x, 3, axis=1)  # grayscale arrays (builtin:digits, .npz) for RGB models
         if raw.kind == "image":
             _, c, h, w = raw.x.shape
             raw.image = {**raw.image, "channels": c, "height": h, "width": w}
@@ -126,7 +128,7 @@ def load_splits(
     stream = input_kind == "image" and task in ("classify", "regress")  # image folders stay lazy
     options = ImageOptions.of(cfg, spec)
     raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels, options, stream)
-    raw = _adapt(raw, input_kind)
+    raw = _adapt(raw, input_kind, cfg.channels)
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
@@ -274,7 +276,7 @@ def prepare_eval(
     image = spec.get("image") or {}
     channels = image.get("channels", cfg.channels)
     options = ImageOptions.of(cfg, spec)
-    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels, options), input_kind)
+    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels, options), input_kind, channels)
     expected = tuple(_expected_shape(spec))
     if raw.x.shape[1:] != expected:
         raise ToolkitError(f"{source}: samples have shape {raw.x.shape[1:]}, the model expects {expected}")

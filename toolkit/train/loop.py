@@ -25,10 +25,12 @@ from toolkit.data import Splits
 from toolkit.data.image_cache import ImageSet
 from toolkit.errors import ToolkitError
 from toolkit.metrics import is_better
+from toolkit.models.backbones import init_weights
 from toolkit.recipe import Recipe
 from toolkit.train import distributed
 from toolkit.train.augment import random_affine, token_dropout
 from toolkit.train.checkpoint import save_checkpoint
+from toolkit.train.finetune import schedule_epoch
 from toolkit.train.image_batches import stream_batches
 from toolkit.train.optim import build_scheduler
 from toolkit.train.registry import make_task
@@ -264,6 +266,8 @@ def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
     task.prepare(splits, device)  # e.g. the GAN trains (or loads) the classifier that judges its samples
     torch.manual_seed(t.seed)
     model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec)
+    if getattr(recipe.model, "weights", None) is not None:  # a pretrained backbone: model.weights
+        init_weights(model, recipe.model.weights)
     model = model.to(device)
     if isinstance(splits.x_train, ImageSet):  # an image folder: DataLoader workers decode and augment
         batches = stream_batches(splits, task.targets(splits.y_train), device, recipe.data, t.batch_size)
@@ -320,6 +324,9 @@ def _epoch(s: Setup, epoch: int, progress: Any) -> dict[str, float]:
         on_batch=progress.advance if progress is not None else None,
         token_p=recipe.data.augment.token_dropout if kind == "tokens" else 0.0,
     )
+    freeze = getattr(recipe.model, "freeze_epochs", None)
+    if freeze is not None:  # fine-tuning: the head alone first, then everything at a lower learning rate
+        schedule_epoch(s.model, s.opt, s.scheduler, epoch, freeze, recipe.model.unfreeze_lr)
     if s.task.custom_epoch:  # tasks with their own step (the GAN's alternating updates)
         losses = s.task.train_epoch(s.model, s.batches, s.optimizers, **epoch_args)
     else:
