@@ -235,7 +235,59 @@ KNOWN = (
     "serve_soak_signed",
     "import",
     "distributed",
+    "images",
 )
+
+
+def images(results: Path) -> str:
+    """bench/images_bench.py: memory, input throughput, cnn epoch, accuracy, fine-tuned mobilenet."""
+    report = load(results, "images")
+    if report is None:
+        return _missing("images")
+    m = report["machine"]
+    lines = [
+        f"{m['cpus']} CPUs ({m['note']}), load average {m['load_1min']:.1f} at the start, Python {m['python']}, "
+        f"torch threads {report['omp_threads']}, {report['image_size']}×{report['image_size']} RGB PNGs.",
+        "",
+        "| what | measured | goal | met |",
+        "|---|---|---|---|",
+    ]
+    verdict = lambda r: "yes" if r["met"] else "**no**"  # noqa: E731
+    if "memory" in report:
+        r = report["memory"]
+        sizes = " vs ".join(f"{int(n):,} images {v['tree_pss_mb']:.0f} MB" for n, v in r["images"].items())
+        lines.append(
+            f"| peak memory of `toolkit train` (PSS, process tree) | {sizes}; ratio {r['ratio']:.2f} | "
+            f"{r['goal']} | {verdict(r)} |"
+        )
+    if "throughput" in report:
+        r = report["throughput"]
+        lines.append(
+            f"| input pipeline, {r['images']:,} images, {r['workers']} workers, batch {r['batch']} | "
+            f"{r['toolkit_img_s']:.0f} vs {r['torchvision_img_s']:.0f} img/s (bare ImageFolder); "
+            f"{r['ratio']:.2f}× | {r['goal']} | {verdict(r)} |"
+        )
+    if "epoch" in report:
+        r = report["epoch"]
+        lines.append(
+            f"| cnn recipe epoch vs bare strided CNN, {r['images']:,} images | "
+            f"{min(r['recipe_s']):.1f} s vs {min(r['bare_s']):.1f} s; {r['ratio']:.2f}× | "
+            f"{r['goal']} | {verdict(r)} |"
+        )
+    if "accuracy" in report:
+        r = report["accuracy"]
+        lines.append(
+            f"| cnn recipe accuracy, {r['images']:,} images, {r['epochs']} epochs | "
+            f"{r['accuracy']:.3f} in {r['seconds']:.0f} s | {r['goal']} | {verdict(r)} |"
+        )
+    if "mobilenet" in report:
+        r = report["mobilenet"]
+        lines.append(
+            f"| mobilenet_v3_small from a state_dict, {r['images']:,} images, {r['epochs']} epochs | "
+            f"lr by epoch {r['lr_by_epoch']}; parity {r['parity_max_abs']:.1e}; INT8 drop "
+            f"{r['int8_drop']} | {r['goal']} | {verdict(r)} |"
+        )
+    return "\n".join(lines)
 
 
 def others(results: Path) -> str:

@@ -50,6 +50,7 @@ GENERATORS = {
     "results-gpu": lambda page: docs_results.gpu(RESULTS),
     "results-import": lambda page: docs_results.imported(RESULTS),
     "results-distributed": lambda page: docs_results.distributed(RESULTS),
+    "results-images": lambda page: docs_results.images(RESULTS),
     "results-other": lambda page: docs_results.others(RESULTS),
 }
 

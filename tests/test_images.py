@@ -199,3 +199,29 @@ def test_train_cli_on_a_bad_folder_warns_without_traceback(tmp_path, cli):
     assert "Traceback" not in result.output
     data = json.loads((out / "data.json").read_text())
     assert data["image"]["skipped"] == {"unreadable or corrupt": 1}
+
+
+def test_predict_on_photos_matches_training_rows(tmp_path):
+    """A model trained on non-square photos (letterbox): `toolkit predict` on the files (Pillow) answers as the
+    model does on the training pipeline's rows (torchvision) of the same files."""
+    from toolkit.export import export_run
+    from toolkit.runtime.evalset import evaluation_inputs
+    from toolkit.runtime.model import OnnxModel
+    from toolkit.runtime.predict import predict
+    from toolkit.train import train
+
+    root = _folder(tmp_path / "photos", per_class=8)
+    sets = ["train.epochs=1", "data.image_size=24", "data.resize=letterbox", "model.channels=[4]"]
+    run = train("cnn", data=str(root), overrides=sets, out=tmp_path / "run").run_dir
+    export_run(run)
+    model = OnnxModel(run / "model.onnx")
+    assert model.meta["inputs"][0]["preprocessing"]["image"]["resize"] == "letterbox"
+    inputs = evaluation_inputs(model.meta)
+    expected = model.run(inputs.feeds)["probabilities"]
+    s = load_splits(DataConfig(source=str(root), image_size=24, resize="letterbox"), "classify", "image", 0)
+    files = [s.x_test.source.files[i] for i in s.x_test.indices]
+    got = predict(run / "model.onnx", files)
+    labels = model.meta["labels"]
+    for row, want in zip(got.results, expected, strict=True):
+        probs = np.array([row["probabilities"][lab] for lab in labels])
+        np.testing.assert_allclose(probs, want, atol=2e-3)
