@@ -143,6 +143,9 @@ def test_photo_augmentation_changes_pixels_and_keeps_shape(tmp_path):
     torch.manual_seed(0)
     ((xb, yb),) = list(jittered)
     assert xa.shape == xb.shape == (len(s.x_train), 3, 16, 16) and torch.equal(ya, yb)
+    torch.manual_seed(0)
+    perm = torch.randperm(len(s.x_train))  # the order StreamBatches drew
+    np.testing.assert_allclose(xa.numpy(), s.x_train[perm.numpy()], atol=1e-5)  # standardized as ImageSet
     assert not torch.allclose(xa, xb)
     torch.manual_seed(0)
     ((xc, _),) = list(jittered)
@@ -225,3 +228,16 @@ def test_predict_on_photos_matches_training_rows(tmp_path):
     for row, want in zip(got.results, expected, strict=True):
         probs = np.array([row["probabilities"][lab] for lab in labels])
         np.testing.assert_allclose(probs, want, atol=2e-3)
+
+
+def test_parallel_tune_on_an_image_folder(tmp_path, cli):
+    """`toolkit tune --jobs 2` runs trials in daemonic worker processes: they read the folder without
+    DataLoader workers of their own, from the cache the first reader built."""
+    root = _folder(tmp_path / "photos", per_class=4)
+    out = tmp_path / "study"
+    result = cli(
+        "tune", "cnn", "--data", str(root), "--trials", "2", "--jobs", "2", "--out", str(out), "--no-progress",
+        "--set", "train.epochs=1", "--set", "data.image_size=8", "--set", "model.channels=[4]",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output

@@ -92,6 +92,10 @@ class ImageSet:
     def ndim(self) -> int:
         return 4
 
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)  # what reading it gives
+
     def subset(self, rows: np.ndarray, mean: list[float], std: list[float]) -> ImageSet:
         """Rows of this set (a split), standardized with `mean` and `std` (of pixels in [0, 1])."""
         return ImageSet(self.source, self.indices[np.asarray(rows, dtype=np.int64)], mean, std)

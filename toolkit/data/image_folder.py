@@ -58,6 +58,12 @@ class ImageOptions:
 
     @property
     def processes(self) -> int:
+        """DataLoader workers: none inside a daemonic process (a parallel `toolkit tune` worker may not have
+        children), else data.workers or the cores."""
+        import multiprocessing
+
+        if multiprocessing.current_process().daemon:
+            return 0
         return default_workers() if self.workers is None else int(self.workers)
 
 

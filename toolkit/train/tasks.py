@@ -17,6 +17,7 @@ from toolkit.metrics import MAIN_METRIC, TASK_METRICS, softmax
 from toolkit.train.optim import build_optimizer
 from toolkit.train.registry import register_task
 
+LAZY_BATCH = 128  # rows per forward pass when evaluating a lazy image split (read and standardized per batch)
 # Losses that compare outputs with real-valued targets (regression, forecasting, reconstruction).
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 
@@ -26,6 +27,8 @@ def predict_outputs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1
     """Raw model outputs for all of x, in evaluation mode."""
     model.eval()
     device = next(model.parameters()).device
+    if not torch.is_tensor(x):  # a lazy image split: smaller batches keep memory flat in the split's size
+        batch_size = min(batch_size, LAZY_BATCH)
     parts = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]  # a lazy image split gives numpy rows: onto the model's device
