@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,6 +125,7 @@ def peak_memory(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
 
 
 def train_cmd(data: Path, out: Path, *sets: str) -> list[str]:
+    shutil.rmtree(out, ignore_errors=True)  # a run directory of an earlier benchmark run
     cmd = [
         *TOOLKIT,
         "train",
@@ -326,6 +328,7 @@ def mobilenet_section(work: Path, n: int, epochs: int) -> dict:
     torch.manual_seed(0)
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), weights)
     run = work / f"mobilenet-{n}"
+    shutil.rmtree(run, ignore_errors=True)
     cmd = [*TOOLKIT, "train", "mobilenet", "--data", str(folder), "--out", str(run)]
     for item in (
         f"model.weights={weights}",
@@ -363,6 +366,38 @@ def mobilenet_section(work: Path, n: int, epochs: int) -> dict:
     }
 
 
+def sizes_section(steps: int = 5, batch: int = 32) -> dict:
+    """The cnn recipe's training step (forward + backward + AdamW, synthetic batches) at several image sides,
+    milliseconds per image: the stem keeps the cost following the pixel count."""
+    import torch
+
+    from toolkit.models import create_model
+    from toolkit.models.cnn import stem_depth
+    from toolkit.recipe import load_recipe
+
+    rec = load_recipe("cnn")
+    rows = {}
+    for side in (32, 64, 96, 128, 224):
+        torch.manual_seed(0)
+        model = create_model("cnn", rec.model, (3, side, side), 10, {})
+        opt = torch.optim.AdamW(model.parameters())
+        x, y = torch.randn(batch, 3, side, side), torch.randint(0, 10, (batch,))
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        rows[str(side)] = {
+            "stem": stem_depth(side, None),
+            "params": sum(p.numel() for p in model.parameters()),
+            "ms_per_image": 1000 * statistics.median(times[1:]) / batch,
+        }
+    return {"batch": batch, "sizes": rows}
+
+
 def machine() -> dict:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
@@ -393,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mobilenet-epochs", type=int, default=4)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--only", default="memory,throughput,epoch,accuracy,mobilenet")
+    p.add_argument("--only", default="memory,throughput,epoch,accuracy,mobilenet,sizes")
     p.add_argument("--contender", default=None, help=argparse.SUPPRESS)
     args, rest = p.parse_known_args(argv)
     if args.contender:  # one contender in this process: print its figure
@@ -404,13 +439,16 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="images-bench-"))
     os.environ.setdefault("TOOLKIT_CACHE_DIR", str(work / "cache"))
     only = set(args.only.split(","))
-    result: dict = {"machine": machine(), "image_size": SIZE, "omp_threads": os.environ["OMP_NUM_THREADS"]}
+    # --only re-measures some sections and keeps the others' last figures
+    result: dict = json.loads(args.out.read_text()) if args.out.is_file() and len(only) < 6 else {}
+    result.update(machine=machine(), image_size=SIZE, omp_threads=os.environ["OMP_NUM_THREADS"])
     sections = {
         "memory": lambda: memory_section(work, args.small, args.large),
         "throughput": lambda: throughput_section(work, args.throughput_images, args.workers, 64, args.rounds),
         "epoch": lambda: epoch_section(work, args.throughput_images, args.workers, 64, args.rounds),
         "accuracy": lambda: accuracy_section(work, args.accuracy_images, args.accuracy_epochs),
         "mobilenet": lambda: mobilenet_section(work, args.mobilenet_images, args.mobilenet_epochs),
+        "sizes": lambda: sizes_section(),
     }
     for name, run in sections.items():
         if name in only:

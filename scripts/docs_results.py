@@ -287,6 +287,17 @@ def images(results: Path) -> str:
             f"lr by epoch {r['lr_by_epoch']}; parity {r['parity_max_abs']:.1e}; INT8 drop "
             f"{r['int8_drop']} | {r['goal']} | {verdict(r)} |"
         )
+    if "sizes" in report:
+        r = report["sizes"]
+        lines += [
+            "",
+            f"The cnn recipe's training step by image side (batch {r['batch']}, synthetic data):",
+            "",
+            "| side | stem convolutions | parameters | ms per image |",
+            "|---:|---:|---:|---:|",
+        ]
+        for side, v in r["sizes"].items():
+            lines.append(f"| {side} | {v['stem']} | {v['params']:,} | {v['ms_per_image']:.2f} |")
     return "\n".join(lines)
 
 
