@@ -36,6 +36,8 @@ class _Samples(torch.utils.data.Dataset):
 
 def photo_transform(augment: Any, size: int) -> Any:
     """The recipe's photo augmentations as one transforms v2 pipeline on uint8 tensors (None when off)."""
+    if not (augment.crop > 0 or augment.flip or augment.color_jitter > 0):
+        return None  # (and no import of transforms v2: seconds on a busy machine)
     from torchvision.transforms import v2
 
     steps: list[Any] = []
