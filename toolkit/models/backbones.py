@@ -28,8 +28,9 @@ BACKBONES = {
 class Pretrained(nn.Module):
     """A torchvision classifier whose last layer has num_outputs units; `head_prefixes` name the head."""
 
-    def __init__(self, arch: str, num_outputs: int, dropout: float) -> None:
+    def __init__(self, arch: str, num_outputs: int, dropout: float, in_channels: int = 3) -> None:
         super().__init__()
+        self.gray = in_channels == 1  # grayscale images are repeated into the 3 channels the weights expect
         import torchvision.models as tvm
 
         name, _, head, last = BACKBONES[arch]
@@ -50,17 +51,17 @@ class Pretrained(nn.Module):
         self.head_prefixes = (f"net.{head}",)
         self.replaced = (last,)  # names inside self.net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, num_outputs)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) or (B, 1, H, W) -> (B, num_outputs)
+        if self.gray:
+            x = x.expand(-1, 3, -1, -1)
         return self.net(x)
 
 
 def _builder(arch: str):
     def build(cfg: Any, input_shape: tuple[int, ...], num_outputs: int, spec: dict) -> nn.Module:
-        if input_shape[0] != 3:
-            raise ToolkitError(
-                f"{arch} takes RGB images: set data.channels: 3 (got {input_shape[0]} channel)"
-            )
-        return Pretrained(arch, num_outputs, cfg.dropout)
+        if input_shape[0] not in (1, 3):
+            raise ToolkitError(f"{arch} takes RGB or grayscale images (got {input_shape[0]} channels)")
+        return Pretrained(arch, num_outputs, cfg.dropout, input_shape[0])
 
     return build
 
