@@ -133,6 +133,7 @@ def imported(results: Path) -> str:
     )
     return "\n".join([*lines, "", f"Decision: {report['decision']}. Goals: {goals}."])
 
+
 def distributed(results: Path) -> str:
     """1 vs 2 processes side by side, the accuracy goal, the compute/communication split, the projection."""
     report = load(results, "distributed")
