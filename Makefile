@@ -2,8 +2,9 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-# torch is pinned here (not in pyproject) so set-up takes the CPU wheel; GPU users: see docs/gpu.md.
-TORCH   ?= torch==2.13.0
+# torch and torchvision are pinned here (not in pyproject) as a matching pair; GPU users and why this pair:
+# docs/gpu.md. A venv whose torch/torchvision differ from the pin is reinstalled (scripts/torch_pin.py).
+TORCH   ?= torch==2.14.1 torchvision==0.29.1
 STAMP   := $(VENV)/.setup-stamp
 
 .PHONY: setup demo test test-fast bench lint docs clean web-setup
@@ -13,7 +14,7 @@ setup: $(STAMP) web-setup
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/python scripts/torch_pin.py $(TORCH) || $(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[train,dev,explain,sign,mlflow,tensorboard,postgres]"
 	touch $(STAMP)
 
@@ -57,6 +58,7 @@ bench: setup
 	$(BIN)/python bench/import_bench.py --out bench/results/import.json
 	$(BIN)/python bench/distributed_bench.py --out bench/results/distributed.json
 	$(BIN)/python bench/tables_bench.py --out bench/results/tables.json
+	$(BIN)/python bench/images_bench.py --out bench/results/images.json
 
 # The GPU path end to end on a machine with an NVIDIA GPU (docs/gpu.md): makes .venv-gpu from wheels (CUDA
 # torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.

@@ -272,7 +272,73 @@ KNOWN = (
     "import",
     "distributed",
     "tables",
+    "images",
 )
+
+
+def images(results: Path) -> str:
+    """bench/images_bench.py: memory, input throughput, cnn epoch, accuracy, fine-tuned mobilenet."""
+    report = load(results, "images")
+    if report is None:
+        return _missing("images")
+    m = report["machine"]
+    lines = [
+        f"{m['cpus']} CPUs ({m['note']}), load average {m['load_1min']:.1f} at the start, Python {m['python']}, "
+        f"torch threads {report['omp_threads']}, {report['image_size']}×{report['image_size']} RGB PNGs.",
+        "",
+        "| what | measured | goal | met |",
+        "|---|---|---|---|",
+    ]
+    verdict = lambda r: "yes" if r["met"] else "**no**"  # noqa: E731
+    if "memory" in report:
+        r = report["memory"]
+        rss = " vs ".join(
+            f"{int(n):,} images {v['max_process_rss_mb']:.0f} MB" for n, v in r["images"].items()
+        )
+        pss = " vs ".join(f"{v['tree_pss_mb']:.0f} MB" for v in r["images"].values())
+        lines.append(
+            f"| peak RSS of the `toolkit train` process | {rss}; ratio {r['ratio']:.2f} (whole process tree, "
+            f"workers included, PSS: {pss}; ratio {r['tree_ratio']:.2f}) | {r['goal']} | {verdict(r)} |"
+        )
+    if "throughput" in report:
+        r = report["throughput"]
+        lines.append(
+            f"| input pipeline, {r['images']:,} images, {r['workers']} workers, batch {r['batch']} | "
+            f"{r['toolkit_img_s']:.0f} vs {r['torchvision_img_s']:.0f} img/s (bare ImageFolder); "
+            f"{r['ratio']:.2f}× | {r['goal']} | {verdict(r)} |"
+        )
+    if "epoch" in report:
+        r = report["epoch"]
+        lines.append(
+            f"| cnn recipe epoch vs bare strided CNN, {r['images']:,} images | "
+            f"{min(r['recipe_s']):.1f} s vs {min(r['bare_s']):.1f} s; {r['ratio']:.2f}× | "
+            f"{r['goal']} | {verdict(r)} |"
+        )
+    if "accuracy" in report:
+        r = report["accuracy"]
+        lines.append(
+            f"| cnn recipe accuracy, {r['images']:,} images, {r['epochs']} epochs | "
+            f"{r['accuracy']:.3f} in {r['seconds']:.0f} s | {r['goal']} | {verdict(r)} |"
+        )
+    if "mobilenet" in report:
+        r = report["mobilenet"]
+        lines.append(
+            f"| mobilenet_v3_small from a state_dict, {r['images']:,} images, {r['epochs']} epochs | "
+            f"lr by epoch {r['lr_by_epoch']}; parity {r['parity_max_abs']:.1e}; INT8 drop "
+            f"{r['int8_drop']} | {r['goal']} | {verdict(r)} |"
+        )
+    if "sizes" in report:
+        r = report["sizes"]
+        lines += [
+            "",
+            f"The cnn recipe's training step by image side (batch {r['batch']}, synthetic data):",
+            "",
+            "| side | stem convolutions | parameters | ms per image |",
+            "|---:|---:|---:|---:|",
+        ]
+        for side, v in r["sizes"].items():
+            lines.append(f"| {side} | {v['stem']} | {v['params']:,} | {v['ms_per_image']:.2f} |")
+    return "\n".join(lines)
 
 
 def others(results: Path) -> str:

@@ -10,6 +10,17 @@ import pytest
 from chromium import browser, playwright  # noqa: F401 (session fixtures: headless Chromium via Playwright)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache_dir(tmp_path_factory) -> Path:
+    """Image-folder caches (toolkit.data.image_cache) go to a session folder, not ~/.cache; subprocesses
+    inherit it."""
+    import os
+
+    path = tmp_path_factory.mktemp("toolkit-cache")
+    os.environ["TOOLKIT_CACHE_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture
 def iris_csv(tmp_path: Path) -> Path:
     """scikit-learn's iris as a CSV: 4 numeric features, then `species` holding string class names."""

@@ -307,10 +307,9 @@ def test_image_folder_resize_and_rgb_to_one_channel(make_image_folder):
     assert load_source(str(gray), channels=3).x.shape == (12, 3, 8, 8)
 
 
-def test_mixed_image_sizes_need_image_size(make_image_folder):
-    root = make_image_folder(size=[8, 10])
-    with pytest.raises(ToolkitError, match=r"10x10.*8x8.*data\.image_size"):
-        load_source(str(root))
+def test_mixed_image_sizes_take_the_median_side(make_image_folder):
+    root = make_image_folder(size=[8, 10, 10])
+    assert load_source(str(root)).x.shape == (12, 1, 10, 10)  # the data's median shorter side
     assert load_source(str(root), image_size=9).x.shape == (12, 1, 9, 9)
 
 
@@ -319,9 +318,8 @@ def test_image_folder_errors(tmp_path, make_image_folder):
     with pytest.raises(ToolkitError, match="no images found"):
         load_source(str(tmp_path / "empty"))
     root = make_image_folder()
-    (root / "1" / "0.png").write_bytes(b"not a png at all")
-    with pytest.raises(ToolkitError, match=r"cannot read image .*1.0\.png"):
-        load_source(str(root))
+    (root / "1" / "0.png").write_bytes(b"not a png at all")  # skipped and logged (tests/test_images.py)
+    assert load_source(str(root)).x.shape == (11, 1, 8, 8)
 
 
 def test_image_spec_records_size_channels_and_labels(make_image_folder):

@@ -32,6 +32,10 @@ TINY = {
     "transformer": ["model.d_model=16", "model.ff_dim=16", "model.heads=2", "model.layers=1"],
     "autoencoder": ["model.channels=[8,16]", "model.hidden=[16]"],
     "gan": ["model.width=8", "model.latent=8", "model.samples_per_class=5"],
+    # pretrained backbones: no download in tests (tests/test_backbones.py loads a weights file)
+    "mobilenet": ["model.weights=none", "data.augment.crop=0", "data.augment.color_jitter=0"],
+    "resnet": ["model.weights=none", "data.augment.crop=0", "data.augment.color_jitter=0"],
+    "efficientnet": ["model.weights=none", "data.augment.crop=0", "data.augment.color_jitter=0"],
 }
 JUDGE = "cnn-image"  # the generate task needs a classifier run of the same data to judge its samples
 ATOL, RTOL = 1e-4, 1e-3

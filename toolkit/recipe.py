@@ -40,6 +40,9 @@ ALIASES: dict[str, str] = {
     "transformer": "transformer-text",
     "autoencoder": "autoencoder-anomaly",
     "gan": "gan-image",
+    "mobilenet": "mobilenet-image",
+    "resnet": "resnet-image",
+    "efficientnet": "efficientnet-image",
 }
 
 # Which tasks each architecture can do, and which losses each task accepts.
@@ -53,6 +56,9 @@ ARCH_TASKS: dict[str, tuple[str, ...]] = {
     "transformer": ("forecast", "classify"),
     "autoencoder": ("reconstruct",),
     "gan": ("generate",),
+    "mobilenet": ("classify",),
+    "resnet": ("classify",),
+    "efficientnet": ("classify",),
 }
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classify": ("auto", "cross_entropy", "bce"),
@@ -69,9 +75,15 @@ class AugmentConfig:
     shift: float = 0.0  # max random translation, as a fraction of the image side (images only)
     rotate: float = 0.0  # max random rotation in degrees (images only)
     token_dropout: float = 0.0  # text: chance that a token is replaced by <unk> during training
+    # Photos (image folders; torchvision transforms v2, drawn per image in the DataLoader workers):
+    crop: float = 0.0  # random resized crop: smallest share of the image kept (0 = off; 0.35-0.8 typical)
+    flip: bool = False  # random horizontal flip (not for digits or text)
+    color_jitter: float = 0.0  # brightness, contrast and saturation changed by up to this fraction (0 = off)
 
     def __post_init__(self) -> None:
         _check_range("data.augment.token_dropout", self.token_dropout, 0.0, 0.9)
+        _check_range("data.augment.crop", self.crop, 0.0, 1.0)
+        _check_range("data.augment.color_jitter", self.color_jitter, 0.0, 1.0)
         _check_range("data.augment.shift", self.shift, 0.0, 0.5)
         _check_range("data.augment.rotate", self.rotate, 0.0, 180.0)
 
@@ -95,8 +107,13 @@ class DataConfig:
     target: str | None = None  # CSV target column; default: the last column
     val_fraction: float = 0.15  # share of the data held out for validation (early stopping)
     test_fraction: float = 0.2  # share held out for the final test metrics
-    image_size: int | None = None  # image folders: resize to this square side; None keeps the size
-    channels: int | None = None  # image folders: 1 (grayscale) or 3 (RGB); None: from the first image
+    image_size: int | None = None  # image folders: this square side; None: the data's (median shorter side)
+    channels: int | None = None  # image folders: 1 (grayscale) or 3 (RGB); None: from the images' modes
+    resize: Literal["crop", "letterbox", "stretch"] = "crop"  # image folders: how a photo becomes the square
+    cache: bool = True  # image folders: decode once into a uint8 cache (~/.cache/toolkit/images) and reuse it
+    workers: int | None = None  # image folders: decoding processes (None: the cores; 0: in the main process)
+    max_pixels: int = 40_000_000  # image folders: larger images are skipped (a decompression-bomb guard)
+    normalize: Literal["fit", "imagenet"] = "fit"  # images: statistics fitted on the train split | ImageNet's
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     window: int = 24  # forecast: past values the model sees
     horizon: int = 1  # forecast: future values it predicts
@@ -137,6 +154,10 @@ class DataConfig:
         _check_range("data.max_missing", self.max_missing, 0.0, 1.0)
         if self.channels not in (None, 1, 3):
             raise ToolkitError(f"data.channels must be 1, 3 or null (got {self.channels})")
+        if self.workers is not None and self.workers < 0:
+            raise ToolkitError(f"data.workers must be >= 0 or null (got {self.workers})")
+        if self.max_pixels < 1:
+            raise ToolkitError(f"data.max_pixels must be positive (got {self.max_pixels})")
 
 
 @dataclass
@@ -202,9 +223,12 @@ class CNNConfig:
     hidden: int = 128  # width of the dense layer before the output
     dropout: float = 0.25
     batch_norm: bool = True
+    stem: int | None = None  # stride-2 convolutions before the blocks (None = auto: large inputs to ~32 px)
 
     def __post_init__(self) -> None:
         _check_widths("model.channels", self.channels, allow_empty=False)
+        if self.stem is not None and not 0 <= self.stem <= 5:
+            raise ToolkitError(f"model.stem must be null (auto) or 0..5 (got {self.stem})")
         if self.kernel_size not in (3, 5, 7):
             raise ToolkitError(f"model.kernel_size must be one of 3, 5, 7 (got {self.kernel_size})")
         _check_widths("model.hidden", [self.hidden], allow_empty=False)
@@ -286,6 +310,22 @@ class GANConfig:
         _check_range("model.beta1", self.beta1, 0.0, 0.999)
 
 
+@dataclass
+class PretrainedConfig:
+    """torchvision backbones (mobilenet_v3_small, resnet18, efficientnet_b0) fine-tuned with a new head."""
+
+    weights: str = "imagenet"  # imagenet (torchvision's published weights) | none | PATH (a state_dict file)
+    freeze_epochs: int = 2  # epochs training the head only, then the whole network
+    unfreeze_lr: float = 0.1  # the whole network trains at train.lr times this after freeze_epochs
+    dropout: float = 0.2  # dropout before the new classifier
+
+    def __post_init__(self) -> None:
+        if self.freeze_epochs < 0:
+            raise ToolkitError(f"model.freeze_epochs must be >= 0 (got {self.freeze_epochs})")
+        _check_range("model.unfreeze_lr", self.unfreeze_lr, 1e-6, 1.0)
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+
+
 MODEL_CONFIGS: dict[str, type] = {
     "mlp": MLPConfig,
     "cnn": CNNConfig,
@@ -295,6 +335,9 @@ MODEL_CONFIGS: dict[str, type] = {
     "transformer": TransformerConfig,
     "autoencoder": AutoencoderConfig,
     "gan": GANConfig,
+    "mobilenet": PretrainedConfig,
+    "resnet": PretrainedConfig,
+    "efficientnet": PretrainedConfig,
 }
 
 
@@ -467,6 +510,9 @@ SHIPPED_RECIPES = (
     "transformer-text",
     "autoencoder-anomaly",
     "gan-image",
+    "mobilenet-image",
+    "resnet-image",
+    "efficientnet-image",
 )
 
 

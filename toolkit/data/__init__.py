@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import series as ts
+from toolkit.data.image_cache import ImageSet
+from toolkit.data.image_folder import IMAGENET, ImageOptions, channel_stats
 from toolkit.data.preprocess import apply_spec, encode_labels, fit_spec, flatten_images
 from toolkit.data.sources import BUILTIN, RawData, load_source
 from toolkit.data.split import split_indices
@@ -58,9 +60,11 @@ class Splits:
         return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
 
 
-def _adapt(raw: RawData, input_kind: str) -> RawData:
+def _adapt(raw: RawData, input_kind: str, channels: int | None = None) -> RawData:
     """Make raw data fit what the model consumes ('tabular' vectors or 'image' tensors)."""
     if input_kind == raw.kind:
+        if raw.kind == "image" and channels == 3 and raw.x.shape[1] == 1 and isinstance(raw.x, np.ndarray):
+            raw.x = np.repeat(raw.x, 3, axis=1)  # grayscale arrays (builtin:digits, .npz) for RGB models
         if raw.kind == "image":
             _, c, h, w = raw.x.shape
             raw.image = {**raw.image, "channels": c, "height": h, "width": w}
@@ -123,8 +127,11 @@ def load_splits(
         return _series_splits(cfg, spec)
     if input_kind == "tokens":
         return _text_splits(cfg, seed, spec)
-    raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels, getattr(cfg, "categorical", None))
-    raw = _adapt(raw, input_kind)
+    stream = input_kind == "image" and task in ("classify", "regress")  # image folders stay lazy
+    options = ImageOptions.of(cfg, spec)
+    categorical = getattr(cfg, "categorical", None)
+    raw = load_source(cfg.source, cfg.target, cfg.image_size, cfg.channels, options, stream, categorical)
+    raw = _adapt(raw, input_kind, cfg.channels)
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
@@ -141,7 +148,7 @@ def load_splits(
         if needs_encoding(raw.table):  # categories or missing values: the column encoding (data/table.py)
             spec = fit_columns(raw.table, tr, cfg, raw.source)
         else:
-            spec = fit_spec(raw.x[tr], raw.kind, raw.feature_names, raw.image)
+            spec = _fit(raw, tr, cfg, seed)
         spec["source"] = raw.source
         spec["labels"] = labels
         if task == "regress":
@@ -156,8 +163,26 @@ def load_splits(
         raise ToolkitError(f"{raw.source}: its classes {classes} differ from the run's")
     elif task != "reconstruct" and labels != spec.get("labels"):
         raise ToolkitError(f"{raw.source}: its labels {labels} differ from the run's {spec.get('labels')}")
+    if isinstance(raw.x, ImageSet):
+        xs = [raw.x.subset(part, spec["mean"], spec["std"]) for part in (tr, va, te)]
+        return Splits(xs[0], y[tr], xs[1], y[va], xs[2], y[te], spec)
     x = _apply(spec, raw)
     return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
+
+
+def _fit(raw: RawData, train: np.ndarray, cfg: Any, seed: int) -> dict[str, Any]:
+    """The preprocessing spec fitted on the train split; a lazy image folder is measured on a sample, and
+    `data.normalize: imagenet` (pretrained backbones) records ImageNet's statistics instead."""
+    if not isinstance(raw.x, ImageSet):
+        spec = fit_spec(raw.x[train], raw.kind, raw.feature_names, raw.image)
+    else:
+        mean, std = channel_stats(raw.x, train, seed)
+        spec = {"kind": "image", "mean": mean, "std": std, "missing": None, "image": dict(raw.image)}
+    if raw.kind == "image" and getattr(cfg, "normalize", "fit") == "imagenet":
+        if spec["image"]["channels"] != 3:
+            raise ToolkitError("data.normalize: imagenet needs RGB images (data.channels: 3)")
+        spec["mean"], spec["std"] = list(IMAGENET["mean"]), list(IMAGENET["std"])
+    return spec
 
 
 def _apply(spec: dict[str, Any], raw: RawData) -> np.ndarray:
@@ -269,8 +294,10 @@ def prepare_eval(
         return tok.encode_batch(list(raw.x)), _map_labels([str(v) for v in raw.y], spec["labels"], source)
     image = spec.get("image") or {}
     channels = image.get("channels", cfg.channels)
+    options = ImageOptions.of(cfg, spec)
     categorical = [c["name"] for c in spec.get("columns") or [] if c["kind"] == "category"]
-    raw = _adapt(load_source(source, cfg.target, cfg.image_size, channels, categorical or None), input_kind)
+    raw = load_source(source, cfg.target, cfg.image_size, channels, options, categorical=categorical or None)
+    raw = _adapt(raw, input_kind, channels)
     expected = tuple(_expected_shape(spec))
     if not spec.get("columns") and raw.x.shape[1:] != expected:
         raise ToolkitError(f"{source}: samples have shape {raw.x.shape[1:]}, the model expects {expected}")

@@ -1,7 +1,7 @@
 """Readers for every `--data` source: builtin:NAME, CSV files, image folders and .npz files.
 
 Each reader returns RawData: features as float arrays (tabular (N, F) or images (N, C, H, W) scaled to
-[0, 1]) and the raw targets. Normalization is not done here: it is fitted on the train split later.
+[0, 1]; an image folder may stay a lazy ImageSet) and the raw targets. Normalization is not done here: it is fitted on the train split later.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.image_folder import ImageOptions
 from toolkit.errors import ToolkitError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 @dataclass
@@ -77,9 +76,14 @@ def load_source(
     target: str | None = None,
     image_size: int | None = None,
     channels: int | None = None,
+    images: ImageOptions | None = None,
+    stream: bool = False,
     categorical: list[str] | None = None,
 ) -> RawData:
-    """Read any supported data source; raise ToolkitError with what is allowed when it cannot be read."""
+    """Read any supported data source; raise ToolkitError with what is allowed when it cannot be read.
+
+    Image folders are read with `images` (size, channels, resize policy, cache; image_size and channels
+    fill in what it leaves unset); `stream` keeps their pixels lazy (an ImageSet) instead of an array."""
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
         if name not in BUILTIN:
@@ -91,7 +95,9 @@ def load_source(
             f"data not found: {source} (expected builtin:NAME, a .csv file, an image folder or an .npz file)"
         )
     if path.is_dir():
-        return read_image_folder(path, image_size, channels)
+        opts = images or ImageOptions()
+        opts.size, opts.channels = opts.size or image_size, opts.channels or channels
+        return read_image_folder(path, opts, stream)
     if path.suffix.lower() == ".csv":
         return read_csv(path, target, categorical)
     if path.suffix.lower() == ".npz":
@@ -113,50 +119,14 @@ def read_csv(path: Path, target: str | None, categorical: list[str] | None = Non
 
 
 # --------------------------------------------------------------------------------------------- images
-def read_image_folder(path: Path, image_size: int | None, channels: int | None) -> RawData:
-    from PIL import Image, UnidentifiedImageError
+def read_image_folder(path: Path, options: ImageOptions, stream: bool = False) -> RawData:
+    """An image folder (one sub-folder per class). With `stream`, x is a lazy ImageSet (pixels decoded or
+    read from the uint8 cache on access: toolkit.data.image_folder); otherwise a float32 array in [0, 1]."""
+    from toolkit.data.image_folder import read_folder
 
-    classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [
-        (c, f) for c in classes for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if not files:
-        raise ToolkitError(
-            f"{path}: no images found; expected one sub-folder per class holding PNG/JPEG files"
-        )
-    images, labels, size = [], [], None
-    for label, file in files:
-        try:
-            with Image.open(file) as im:
-                im.load()
-                if channels is None:
-                    channels = 1 if im.mode in ("L", "1", "I", "I;16", "F") else 3
-                im = im.convert("L" if channels == 1 else "RGB")
-                if image_size:
-                    im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                arr = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ToolkitError(f"cannot read image {file}: {exc.__class__.__name__}: {exc}") from None
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
-        if size is None:
-            size = arr.shape
-        elif arr.shape != size:
-            raise ToolkitError(
-                f"{file} is {arr.shape[2]}x{arr.shape[1]}, earlier images are {size[2]}x{size[1]}; "
-                "set data.image_size to resize all images"
-            )
-        images.append(arr)
-        labels.append(label)
-    x = np.stack(images).astype(np.float32)
-    return RawData(
-        x,
-        np.array(labels, dtype=object),
-        "image",
-        str(path),
-        None,
-        None,
-        {"pixel_scale": 1 / 255.0, "resize": "bilinear" if image_size else None},
-    )
+    images, names, record = read_folder(path, options)
+    x = images if stream else np.asarray(images)
+    return RawData(x, names, "image", str(path), None, None, record)
 
 
 # --------------------------------------------------------------------------------------------- npz

@@ -102,6 +102,8 @@ def recipe_splits(meta: dict[str, Any], data: str | None = None) -> Any:
 def split_inputs(meta: dict[str, Any], splits: Any, which: str) -> Inputs:
     """One split ("train", "val" or "test") of recipe_splits() as the model's first input."""
     x, y = getattr(splits, f"x_{which}"), getattr(splits, f"y_{which}")
+    if which != "train" and not isinstance(x, np.ndarray):  # an image folder's lazy split, read now
+        x = np.asarray(x)  # (the train split stays lazy: only the calibration sample of it is read)
     name = {"val": "validation"}.get(which, which)
     source = f"{splits.extra['source']} ({name} split)"
     return Inputs({meta["inputs"][0]["name"]: x}, y, source, len(x))

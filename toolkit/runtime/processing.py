@@ -123,26 +123,98 @@ def standardize_features(meta: dict, x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
 
-def decode_image(data: bytes, meta: dict) -> np.ndarray:
-    """PNG/JPEG bytes -> (C, H, W) float32 pixels in [0, 1], converted to the trained channels and resized
-    (bilinear) to the trained size, exactly as toolkit's image-folder reader does."""
+RESIZE_POLICIES = ("crop", "letterbox", "stretch")  # data.resize: how a photo becomes the trained square
+
+
+def resize_policy(meta_or_image: dict) -> str:
+    """The recorded resize policy (image.resize); models from before policies were recorded stretch."""
+    image = (
+        meta_or_image if "inputs" not in meta_or_image else (preprocessing(meta_or_image).get("image") or {})
+    )
+    policy = image.get("resize")
+    return policy if policy in RESIZE_POLICIES else "stretch"
+
+
+def resize_plan(width: int, height: int, size: int, policy: str) -> tuple[int, int, int, int]:
+    """How a WIDTHxHEIGHT image becomes SIZExSIZE: (resized width, resized height, left, top), where left/top
+    are where the SIZE square starts inside the resized image (crop, >= 0) or where the resized image starts
+    inside the square (letterbox: its padding). One arithmetic for training (toolkit.data.image_decode, on
+    torchvision) and every runtime (Pillow, below), so both cut and pad the same pixels.
+
+    crop: the shorter side to SIZE, then the centre SIZE square; letterbox: the longer side to SIZE, centred
+    on a black square; stretch: both sides to SIZE (the aspect ratio is not kept)."""
+    if policy == "stretch":
+        return size, size, 0, 0
+    short, long = min(width, height), max(width, height)
+    if policy == "crop":
+        new_short, new_long = size, max(size, int(size * long / short))
+    else:  # letterbox
+        new_short, new_long = max(1, int(size * short / long)), size
+    nw, nh = (new_short, new_long) if width <= height else (new_long, new_short)
+    return nw, nh, abs(nw - size) // 2, abs(nh - size) // 2
+
+
+def fit_image(im, size: int, policy: str):
+    """A Pillow image -> SIZExSIZE by the resize policy (bilinear, as training's antialiased resize)."""
+    from PIL import Image
+
+    nw, nh, left, top = resize_plan(im.width, im.height, size, policy)
+    if im.size != (nw, nh):
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR)
+    if policy == "crop":
+        return im.crop((left, top, left + size, top + size))
+    if policy == "letterbox":
+        canvas = Image.new(im.mode, (size, size))  # black padding
+        canvas.paste(im, (left, top))
+        return canvas
+    return im
+
+
+def open_pixels(data: bytes, channels: int, size: int | None, policy: str) -> np.ndarray:
+    """PNG/JPEG/... bytes -> (C, SIZE, SIZE) uint8 in the trained channels (L or RGB) and resize policy.
+    Raises InputError when the bytes are not a readable image."""
     import io
+    import warnings
 
     from PIL import Image, UnidentifiedImageError
 
-    c, h, w = image_geometry(meta) or (0, 0, 0)
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            im = im.convert("L" if c == 1 else "RGB")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused, not decoded
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                im = im.convert("L" if channels == 1 else "RGB")
+                if size:
+                    im = fit_image(im, size, policy)
+                arr = np.asarray(im, dtype=np.uint8)
     except UnidentifiedImageError:
         raise InputError("cannot decode the image: not a PNG or JPEG file") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise InputError("cannot decode the image: too many pixels (a decompression-bomb guard)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot decode the image ({one_line(exc) or exc.__class__.__name__})") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def decode_image(data: bytes, meta: dict) -> np.ndarray:
+    """PNG/JPEG bytes -> (C, H, W) float32 pixels in [0, 1], converted to the trained channels and brought to
+    the trained size by the recorded resize policy, exactly as training's image-folder reader does."""
+    c, h, w = image_geometry(meta) or (0, 0, 0)
+    policy = resize_policy(meta)
+    if policy == "stretch" or h != w:
+        arr = open_pixels(data, c, None, "stretch")
+        if arr.shape[1:] != (h, w):  # models from before policies: resized to (W, H) as they were trained
+            arr = _stretch(arr, w, h)
+        return arr.astype(np.float32) / 255.0
+    return open_pixels(data, c, h, policy).astype(np.float32) / 255.0
+
+
+def _stretch(arr: np.ndarray, w: int, h: int) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+    out = np.asarray(im.resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
 
 
 def pixel_array(meta: dict, x: np.ndarray) -> np.ndarray:

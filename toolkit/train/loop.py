@@ -22,12 +22,16 @@ import torch
 import torch.nn as nn
 
 from toolkit.data import Splits
+from toolkit.data.image_cache import ImageSet
 from toolkit.errors import ToolkitError
 from toolkit.metrics import is_better
+from toolkit.models.backbones import init_weights
 from toolkit.recipe import Recipe
 from toolkit.train import distributed
 from toolkit.train.augment import random_affine, token_dropout
 from toolkit.train.checkpoint import save_checkpoint
+from toolkit.train.finetune import schedule_epoch
+from toolkit.train.image_batches import stream_batches
 from toolkit.train.optim import build_scheduler
 from toolkit.train.registry import make_task
 from toolkit.train.tasks import Task
@@ -66,6 +70,10 @@ class Batches:
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
 
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
     def __iter__(self):
         # Drawn on the CPU generator whatever the device: the same seed visits the batches in the same order
         # on CPU and GPU (CUDA's generator would give another order), so their metrics differ only by noise.
@@ -80,6 +88,8 @@ class Batches:
 
 
 def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(array, ImageSet):  # an image folder's split stays lazy: read in batches where it is used
+        return array
     t = torch.as_tensor(array)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
@@ -103,7 +113,7 @@ def train_one_epoch(
 ) -> float:
     """One pass over the train batches; returns the mean loss."""
     model.train()
-    total, count = torch.zeros((), device=batches.x.device), 0
+    total, count = torch.zeros((), device=batches.device), 0
     for x, y in batches:
         if augment[0] > 0 or augment[1] > 0:
             x = random_affine(x, *augment)
@@ -256,10 +266,15 @@ def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
     task.prepare(splits, device)  # e.g. the GAN trains (or loads) the classifier that judges its samples
     torch.manual_seed(t.seed)
     model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec)
+    if getattr(recipe.model, "weights", None) is not None:  # a pretrained backbone: model.weights
+        init_weights(model, recipe.model.weights)
     model = model.to(device)
-    batches = Batches(
-        to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
-    )
+    if isinstance(splits.x_train, ImageSet):  # an image folder: DataLoader workers decode and augment
+        batches = stream_batches(splits, task.targets(splits.y_train), device, recipe.data, t.batch_size)
+    else:
+        batches = Batches(
+            to_device(splits.x_train, device), task.targets(splits.y_train).to(device), t.batch_size
+        )
     optimizers = task.optimizers(model)  # {"model": opt} for most tasks; the GAN has one per network
     scheduler, per_batch = (None, False)
     if len(optimizers) == 1:
@@ -309,6 +324,9 @@ def _epoch(s: Setup, epoch: int, progress: Any) -> dict[str, float]:
         on_batch=progress.advance if progress is not None else None,
         token_p=recipe.data.augment.token_dropout if kind == "tokens" else 0.0,
     )
+    freeze = getattr(recipe.model, "freeze_epochs", None)
+    if freeze is not None:  # fine-tuning: the head alone first, then everything at a lower learning rate
+        schedule_epoch(s.model, s.opt, s.scheduler, epoch, freeze, recipe.model.unfreeze_lr)
     if s.task.custom_epoch:  # tasks with their own step (the GAN's alternating updates)
         losses = s.task.train_epoch(s.model, s.batches, s.optimizers, **epoch_args)
     else:

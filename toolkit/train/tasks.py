@@ -17,6 +17,7 @@ from toolkit.metrics import MAIN_METRIC, TASK_METRICS, softmax
 from toolkit.train.optim import build_optimizer
 from toolkit.train.registry import register_task
 
+LAZY_BATCH = 128  # rows per forward pass when evaluating a lazy image split (read and standardized per batch)
 # Losses that compare outputs with real-valued targets (regression, forecasting, reconstruction).
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 
@@ -25,7 +26,14 @@ REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 def predict_outputs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """Raw model outputs for all of x, in evaluation mode."""
     model.eval()
-    parts = [model(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
+    device = next(model.parameters()).device
+    if not torch.is_tensor(x):  # a lazy image split: smaller batches keep memory flat in the split's size
+        batch_size = min(batch_size, LAZY_BATCH)
+    parts = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size]  # a lazy image split gives numpy rows: onto the model's device
+        xb = xb if torch.is_tensor(xb) else torch.from_numpy(np.asarray(xb)).to(device)
+        parts.append(model(xb).float().cpu())
     return torch.cat(parts).numpy() if parts else np.zeros((0,))
 
 
@@ -78,8 +86,9 @@ class Task:
     def evaluate(self, model: torch.nn.Module, x: torch.Tensor, y_np: np.ndarray) -> dict[str, float]:
         """Loss and metrics on one split."""
         outputs = self.predict(model, x)
-        loss = float(self.loss(torch.as_tensor(outputs), self.targets(y_np), x.cpu()))
-        return {"loss": loss, **self.metrics(y_np, outputs, x.cpu().numpy())}
+        x_cpu = x.cpu() if torch.is_tensor(x) else None  # a lazy image split is not needed by the metrics
+        loss = float(self.loss(torch.as_tensor(outputs), self.targets(y_np), x_cpu))
+        return {"loss": loss, **self.metrics(y_np, outputs, x_cpu.numpy() if x_cpu is not None else None)}
 
     def final_metrics(self, model: torch.nn.Module, val: tuple, test: tuple) -> tuple[dict[str, float], dict]:
         """Test metrics of the best model, and any spec entries settled on the validation split."""
@@ -105,6 +114,7 @@ class Task:
         else:
             x, y = prepare_eval(data, spec, rec.data, rec.task, kind)
             source = data
+        x = np.asarray(x)  # a lazy image split is read here (the test split only)
         outputs = predict_outputs(load_model(ckpt), torch.as_tensor(x))
         result: dict[str, Any] = {
             "source": source,
