@@ -16,7 +16,7 @@ from toolkit.data.image_cache import ImageSet
 from toolkit.data.image_folder import IMAGENET, ImageOptions, channel_stats
 from toolkit.data.preprocess import apply_spec, encode_labels, fit_spec, flatten_images
 from toolkit.data.sources import BUILTIN, RawData, load_source
-from toolkit.data.split import split_indices
+from toolkit.data.split import label_subset, split_indices
 from toolkit.data.text import BUILTIN_TEXT, load_text
 from toolkit.data.tokenizer import Tokenizer
 from toolkit.errors import ToolkitError
@@ -52,6 +52,10 @@ class Splits:
     @property
     def num_outputs(self) -> int:
         """Classes for classifiers, else the width of the targets (the horizon for forecasts)."""
+        if (
+            "projection" in self.spec
+        ):  # a contrastive run: the projection head's width (toolkit.train.contrastive)
+            return int(self.spec["projection"])
         labels = self.spec.get("labels")
         if labels:
             return len(labels)
@@ -75,7 +79,12 @@ def _adapt(raw: RawData, input_kind: str, channels: int | None = None) -> RawDat
 
 
 def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
-    if task in ("classify", "reconstruct", "generate"):  # class labels (conditional GAN, anomaly classes)
+    if task in (
+        "classify",
+        "reconstruct",
+        "generate",
+        "contrastive",
+    ):  # class labels (conditional GAN, anomaly classes)
         return encode_labels(raw.y, raw.label_names)
     try:
         y = np.asarray(raw.y, dtype=np.float32)
@@ -132,8 +141,10 @@ def load_splits(
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
-    stratify = task in ("classify", "reconstruct", "generate")
+    stratify = task in ("classify", "reconstruct", "generate", "contrastive")
     tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, stratify, labels)
+    if task in ("classify", "regress"):  # few labels: the rest of the train split is left unused
+        tr = label_subset(y, tr, getattr(cfg, "label_fraction", 1.0), seed, stratify)
     classes = labels
     if task == "reconstruct":
         # Novelty detection: train on normal samples only; validation and test keep both kinds.

@@ -18,7 +18,7 @@ SCHEMA_NAME = "toolkit.model"
 SCHEMA_VERSION = 1
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"  # what toolkit.export writes today
 METADATA_KEY = "toolkit"  # the metadata_props key holding the document
-TASKS = frozenset({"classify", "regress", "forecast", "reconstruct", "generate"})
+TASKS = frozenset({"classify", "regress", "forecast", "reconstruct", "generate", "contrastive"})
 
 _SCHEMA_RE = re.compile(rf"^{re.escape(SCHEMA_NAME)}/(\d+)$")
 
