@@ -143,8 +143,9 @@ def load_splits(
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
     stratify = task in ("classify", "reconstruct", "generate", "contrastive")
     tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, stratify, labels)
-    if task in ("classify", "regress"):  # few labels: the rest of the train split is left unused
-        tr = label_subset(y, tr, getattr(cfg, "label_fraction", 1.0), seed, stratify)
+    labelled = tr  # data.label_fraction: few labels; the images' statistics still come from the whole split
+    if task in ("classify", "regress"):
+        labelled = label_subset(y, tr, getattr(cfg, "label_fraction", 1.0), seed, stratify)
     classes = labels
     if task == "reconstruct":
         # Novelty detection: train on normal samples only; validation and test keep both kinds.
@@ -157,7 +158,7 @@ def load_splits(
         spec["source"] = raw.source
         spec["labels"] = labels
         if task == "regress":
-            mu, sd = float(y[tr].mean()), float(y[tr].std()) or 1.0
+            mu, sd = float(y[labelled].mean()), float(y[labelled].std()) or 1.0
             spec["target"] = {"mean": mu, "std": sd}
         if task == "reconstruct":
             spec["anomaly"] = anomaly
@@ -169,10 +170,10 @@ def load_splits(
     elif task != "reconstruct" and labels != spec.get("labels"):
         raise ToolkitError(f"{raw.source}: its labels {labels} differ from the run's {spec.get('labels')}")
     if isinstance(raw.x, ImageSet):
-        xs = [raw.x.subset(part, spec["mean"], spec["std"]) for part in (tr, va, te)]
-        return Splits(xs[0], y[tr], xs[1], y[va], xs[2], y[te], spec)
+        xs = [raw.x.subset(part, spec["mean"], spec["std"]) for part in (labelled, va, te)]
+        return Splits(xs[0], y[labelled], xs[1], y[va], xs[2], y[te], spec)
     x = apply_spec(spec, raw.x)
-    return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
+    return Splits(x[labelled], y[labelled], x[va], y[va], x[te], y[te], spec)
 
 
 def _fit(raw: RawData, train: np.ndarray, cfg: Any, seed: int) -> dict[str, Any]:

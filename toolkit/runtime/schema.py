@@ -60,6 +60,7 @@ DOCUMENT: dict[str, Any] = {
         "?onnx": str,
         "?checkpoint": {"file": str, "sha256": str},
         "?rewrites": [str],  # graph rewrites applied after the exporter (toolkit.runtime.rewrite)
+        "?init_from": dict,  # the run whose weights started this one (model.init_from; toolkit.train.transfer)
     },
     "parity": {"atol": float, "rtol": float, "cases": int, "outputs": dict},
     # Written by `toolkit quantize` into model.int8.onnx / model.fp16.onnx (absent from fp32 models).
