@@ -33,12 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def pretrain(seed: int, epochs: int, root: Path) -> tuple[Path, float, float]:
-    """The pretraining run, its wall seconds and its test probe accuracy."""
+    """The pretraining run, its wall seconds and its test probe accuracy (CPU seconds printed beside)."""
     from toolkit.train import train
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sets = [f"train.epochs={epochs}", f"train.seed={seed}"]
     result = train("cnn-contrastive", overrides=sets, out=root / f"pre-{seed}")
+    print(json.dumps({"seed": seed, "pretrain_cpu_seconds": time.process_time() - c0}), flush=True)
     return result.run_dir, time.perf_counter() - t0, float(result.metrics["probe_accuracy"])
 
 
@@ -71,6 +72,32 @@ def probes(seed: int, fraction: float, run: Path) -> dict[str, float]:
     return {"probe_encoder": enc, "probe_pixels": pix}
 
 
+def summarize(rows: list[dict], cost: list[float], pre_probe: list[float], settings: dict) -> dict:
+    """The result document: the rows, the means per label fraction and the goals."""
+    summary = []
+    for fraction in sorted({r["fraction"] for r in rows}):
+        mine = [r for r in rows if r["fraction"] == fraction]
+        keys = ("scratch", "init_from", "probe_encoder", "probe_pixels")
+        mean = {k: statistics.mean(r[k] for r in mine) for k in keys}
+        gain = 100 * (mean["init_from"] - mean["scratch"])
+        summary.append({"fraction": fraction, "seeds": len(mine), **mean, "gain_points": gain})
+    five = next((s for s in summary if abs(s["fraction"] - 0.05) < 1e-9), None)
+    return {
+        "machine": f"{os.cpu_count()} vCPU ({platform.machine()}), shared with other jobs (load high, noisy); "
+        f"torch threads {settings.get('threads')}",
+        "settings": settings,
+        "pretrain_seconds": cost,
+        "pretrain_probe_accuracy": pre_probe,
+        "rows": rows,
+        "summary": summary,
+        "goals": {
+            "gain_at_5pct_points": five["gain_points"] if five else None,
+            "gain_at_5pct_met": bool(five and five["gain_points"] >= 5),
+            "probe_beats_pixels": all(s["probe_encoder"] > s["probe_pixels"] for s in summary),
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/pretrain.json")
@@ -82,7 +109,19 @@ def main() -> None:
         "--freeze", type=int, default=0, help="model.freeze_epochs when starting from the encoder"
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--merge", type=Path, nargs="+", help="join the rows of these result files (one per seed)"
+    )
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        settings = {**parts[0]["settings"], "seeds": [r for p in parts for r in p["settings"]["seeds"]]}
+        cost = [c for p in parts for c in p["pretrain_seconds"]]
+        probe = [c for p in parts for c in p["pretrain_probe_accuracy"]]
+        result = summarize([r for p in parts for r in p["rows"]], cost, probe, settings)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["summary"], indent=2))
+        return
     import torch
 
     torch.set_num_threads(args.threads)
@@ -102,30 +141,8 @@ def main() -> None:
                 row.update(probes(seed, fraction, run))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    summary = []
-    for fraction in args.fractions:
-        mine = [r for r in rows if r["fraction"] == fraction]
-        mean = {
-            k: statistics.mean(r[k] for r in mine)
-            for k in ("scratch", "init_from", "probe_encoder", "probe_pixels")
-        }
-        summary.append(
-            {"fraction": fraction, **mean, "gain_points": 100 * (mean["init_from"] - mean["scratch"])}
-        )
-    five = next((s for s in summary if abs(s["fraction"] - 0.05) < 1e-9), None)
-    result = {
-        "machine": f"{os.cpu_count()} vCPU ({platform.machine()}), shared and noisy; torch threads {args.threads}",
-        "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
-        "pretrain_seconds": cost,
-        "pretrain_probe_accuracy": pre_probe,
-        "rows": rows,
-        "summary": summary,
-        "goals": {
-            "gain_at_5pct_points": five["gain_points"] if five else None,
-            "gain_at_5pct_met": bool(five and five["gain_points"] >= 5),
-            "probe_beats_pixels": all(s["probe_encoder"] > s["probe_pixels"] for s in summary),
-        },
-    }
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "merge")}
+    result = summarize(rows, cost, pre_probe, settings)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))

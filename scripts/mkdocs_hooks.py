@@ -51,6 +51,7 @@ GENERATORS = {
     "results-import": lambda page: docs_results.imported(RESULTS),
     "results-distributed": lambda page: docs_results.distributed(RESULTS),
     "results-images": lambda page: docs_results.images(RESULTS),
+    "results-pretrain": lambda page: docs_results.pretrain(RESULTS),
     "results-other": lambda page: docs_results.others(RESULTS),
 }
 
