@@ -46,7 +46,7 @@ def test_contrastive_run_monitors_the_probe_and_exports_the_encoder(pretrained):
     assert metrics["main_metric"] == "probe_accuracy" and 0.1 < metrics["probe_accuracy"] <= 1.0
     assert 0.5 < metrics["pixel_probe_accuracy"] <= 1.0  # the comparison a pretrained encoder must beat
     meta = json.loads((pretrained / "model.json").read_text())
-    assert meta["task"] == "contrastive" and meta["role"] == "encoder"
+    assert meta["task"] == "contrastive" and meta["role"] == "model"
     assert [o["name"] for o in meta["outputs"]] == ["embedding"] and meta["outputs"][0]["shape"] == [
         "batch",
         4,

@@ -295,7 +295,8 @@ def _generate(model: nn.Module, ckpt: dict[str, Any]) -> list[Signature]:
 
 
 def _contrastive(model: nn.Module, ckpt: dict[str, Any]) -> list[Signature]:
-    """A self-supervised run exports its encoder: images in, embeddings out (similarity search, features)."""
+    """A self-supervised run exports its encoder as the model: images in, embeddings out (similarity search,
+    features); the projection head the loss read is left out."""
     port, sample, lengths, trace = _data_input(ckpt)
     width = _recipe(ckpt).model.channels[-1]
     out = Port(
@@ -304,7 +305,7 @@ def _contrastive(model: nn.Module, ckpt: dict[str, Any]) -> list[Signature]:
         ["batch", width],
         "the encoder's features (global-pooled conv blocks; compare by cosine similarity)",
     )
-    return [Signature(_Embed(model), [port], [out], sample, lengths, trace, role="encoder")]
+    return [Signature(_Embed(model), [port], [out], sample, lengths, trace)]
 
 
 # One entry per task: (model, checkpoint) -> the graphs to export, the main one first.
