@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from toolkit.errors import ToolkitError
-from toolkit.train import train
+from toolkit.train import evaluate_run, train
 from toolkit.train.checkpoint import load_checkpoint
 
 TINY = ["model.channels=[4]", "model.hidden=8", "train.batch_size=256"]
@@ -45,6 +45,8 @@ def test_contrastive_run_monitors_the_probe_and_exports_the_encoder(pretrained):
     metrics = json.loads((pretrained / "metrics.json").read_text())
     assert metrics["main_metric"] == "probe_accuracy" and 0.1 < metrics["probe_accuracy"] <= 1.0
     assert 0.5 < metrics["pixel_probe_accuracy"] <= 1.0  # the comparison a pretrained encoder must beat
+    again = evaluate_run(pretrained, plots=False)["metrics"]  # `toolkit eval`: the same probe, refitted
+    assert again["probe_accuracy"] == pytest.approx(metrics["probe_accuracy"])
     meta = json.loads((pretrained / "model.json").read_text())
     assert meta["task"] == "contrastive" and meta["role"] == "model"
     assert [o["name"] for o in meta["outputs"]] == ["embedding"] and meta["outputs"][0]["shape"] == [
