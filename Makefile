@@ -59,6 +59,7 @@ bench: setup
 	$(BIN)/python bench/distributed_bench.py --out bench/results/distributed.json
 	$(BIN)/python bench/tables_bench.py --out bench/results/tables.json
 	$(BIN)/python bench/images_bench.py --out bench/results/images.json
+	$(BIN)/python bench/pretrain_bench.py --out bench/results/pretrain.json
 
 # The GPU path end to end on a machine with an NVIDIA GPU (docs/gpu.md): makes .venv-gpu from wheels (CUDA
 # torch, onnxruntime-gpu, TensorRT libs) and writes bench/results/gpu_check.json; without a GPU it exits 3 at once.

@@ -273,6 +273,7 @@ KNOWN = (
     "distributed",
     "tables",
     "images",
+    "pretrain",
 )
 
 
@@ -338,6 +339,38 @@ def images(results: Path) -> str:
         ]
         for side, v in r["sizes"].items():
             lines.append(f"| {side} | {v['stem']} | {v['params']:,} | {v['ms_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
+def pretrain(results: Path) -> str:
+    """bench/pretrain_bench.py: few labels from scratch vs from a SimCLR-pretrained encoder, and linear probes."""
+    report = load(results, "pretrain")
+    if report is None:
+        return _missing("pretrain")
+    st, goals = report["settings"], report["goals"]
+    cost = ", ".join(f"{s:.0f} s" for s in report["pretrain_seconds"])
+    lines = [
+        f"{report['machine']}. Pretraining: cnn-contrastive, {st['pretrain_epochs']} epochs on the whole train "
+        f"split (labels unused), wall time per seed {cost}; fine-tuning: cnn-image, {st['epochs']} epochs, "
+        f"seeds {st['seeds']} (the seed also draws the split).",
+        "",
+        "| labels used | seeds | scratch | init_from (pretrained) | gain (points) | probe on encoder | "
+        "linear on pixels |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["summary"]:
+        lines.append(
+            f"| {100 * r['fraction']:g}% | {r.get('seeds', '')} | {r['scratch']:.3f} | {r['init_from']:.3f} | "
+            f"{r['gain_points']:+.1f} | {r['probe_encoder']:.3f} | {r['probe_pixels']:.3f} |"
+        )
+    gain = goals["gain_at_5pct_points"]
+    lines += [
+        "",
+        f"Goal: at 5% of the labels init_from ≥ 5 points above scratch: "
+        f"{'measured ' + format(gain, '+.1f') if gain is not None else 'not measured'} "
+        f"({'met' if goals['gain_at_5pct_met'] else '**not met**'}); the probe on the encoder beats the linear "
+        f"model on pixels at every fraction: {'yes' if goals['probe_beats_pixels'] else '**no**'}.",
+    ]
     return "\n".join(lines)
 
 

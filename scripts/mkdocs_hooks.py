@@ -52,6 +52,7 @@ GENERATORS = {
     "results-distributed": lambda page: docs_results.distributed(RESULTS),
     "results-tables": lambda page: docs_results.tables(RESULTS),
     "results-images": lambda page: docs_results.images(RESULTS),
+    "results-pretrain": lambda page: docs_results.pretrain(RESULTS),
     "results-other": lambda page: docs_results.others(RESULTS),
 }
 

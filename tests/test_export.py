@@ -47,6 +47,7 @@ OUTPUTS = {
     "forecast": ["forecast"],
     "reconstruct": ["reconstruction", "score"],
     "generate": ["images"],
+    "contrastive": ["embedding"],
 }
 INPUTS = {
     "tabular": [("input", "float32")],
@@ -134,6 +135,9 @@ def _torch_outputs(run_dir: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.
     ckpt = load_checkpoint(run_dir / "best.pt")
     model, spec, rec = load_model(ckpt), ckpt["spec"], recipe_from_dict(ckpt["recipe"])
     args = [torch.from_numpy(a) for a in feeds.values()]
+    if rec.task == "contrastive":  # the encoder alone: the projection head is not exported
+        with torch.no_grad():
+            return {"embedding": model.embed(*args).numpy()}
     with torch.no_grad():
         raw = model(*args).numpy()
     if rec.task == "classify":

@@ -190,6 +190,8 @@ TASK_METRICS: dict[str, TaskMetrics] = {
     "forecast": TaskMetrics("mae", "min", _forecast),
     "reconstruct": TaskMetrics("recon_mse", "min", _reconstruct),
     "generate": TaskMetrics("class_agreement", "max", None),  # judged samples (toolkit.train.gan)
+    # Self-supervised: a linear probe's accuracy on the embeddings (toolkit.train.contrastive)
+    "contrastive": TaskMetrics("probe_accuracy", "max", None),
 }
 # The main metric of each task and whether larger is better, as (name, "max"|"min").
 MAIN_METRIC: dict[str, tuple[str, str]] = {task: (m.main, m.direction) for task, m in TASK_METRICS.items()}

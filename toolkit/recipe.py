@@ -23,7 +23,7 @@ import yaml
 from toolkit.errors import ToolkitError, one_line
 from toolkit.tracking import KINDS as TRACKERS
 
-Task = Literal["classify", "regress", "forecast", "reconstruct", "generate"]
+Task = Literal["classify", "regress", "forecast", "reconstruct", "generate", "contrastive"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
 Schedule = Literal["none", "cosine", "step", "onecycle"]
 Loss = Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"]
@@ -49,7 +49,7 @@ ALIASES: dict[str, str] = {
 # Sequence architectures classify token sequences (text) and forecast series.
 ARCH_TASKS: dict[str, tuple[str, ...]] = {
     "mlp": ("classify", "regress"),
-    "cnn": ("classify", "regress"),
+    "cnn": ("classify", "regress", "contrastive"),
     "rnn": ("forecast", "classify"),
     "lstm": ("forecast", "classify"),
     "gru": ("forecast", "classify"),
@@ -66,6 +66,7 @@ TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "forecast": ("auto", "mse", "mae", "huber"),
     "reconstruct": ("auto", "mse", "mae", "huber"),
     "generate": ("auto", "bce"),
+    "contrastive": ("auto",),  # NT-Xent (toolkit.train.contrastive)
 }
 
 
@@ -107,6 +108,7 @@ class DataConfig:
     target: str | None = None  # CSV target column; default: the last column
     val_fraction: float = 0.15  # share of the data held out for validation (early stopping)
     test_fraction: float = 0.2  # share held out for the final test metrics
+    label_fraction: float = 1.0  # train on this stratified, seeded share of the train split's labelled rows
     image_size: int | None = None  # image folders: this square side; None: the data's (median shorter side)
     channels: int | None = None  # image folders: 1 (grayscale) or 3 (RGB); None: from the images' modes
     resize: Literal["crop", "letterbox", "stretch"] = "crop"  # image folders: how a photo becomes the square
@@ -144,6 +146,8 @@ class DataConfig:
             )
         _check_range("data.val_fraction", self.val_fraction, 0.0, 0.5)
         _check_range("data.test_fraction", self.test_fraction, 0.0, 0.5)
+        if not 0 < self.label_fraction <= 1:
+            raise ToolkitError(f"data.label_fraction must be in (0, 1] (got {self.label_fraction})")
         if self.image_size is not None and self.image_size < 4:
             raise ToolkitError(f"data.image_size must be at least 4 (got {self.image_size})")
         if self.onehot_max_levels < 3 or self.max_levels < 1:
@@ -205,19 +209,35 @@ class TrainConfig:
 
 # --------------------------------------------------------------------------------------------- models
 @dataclass
-class MLPConfig:
+class TransferConfig:
+    """Starting from another run's weights (toolkit.train.transfer): every model but the GAN and the
+    autoencoder takes these keys."""
+
+    init_from: str | None = None  # a run directory whose best.pt weights start this model (its head excepted)
+    freeze_epochs: int | None = None  # with init_from: epochs training the head only (null = none)
+    unfreeze_lr: float = 0.1  # after freeze_epochs the whole network trains at train.lr times this
+
+    def check_transfer(self) -> None:
+        if self.freeze_epochs is not None and self.freeze_epochs < 0:
+            raise ToolkitError(f"model.freeze_epochs must be >= 0 or null (got {self.freeze_epochs})")
+        _check_range("model.unfreeze_lr", self.unfreeze_lr, 1e-6, 1.0)
+
+
+@dataclass
+class MLPConfig(TransferConfig):
     hidden: list[int] = field(default_factory=lambda: [128, 64])  # width of each hidden layer
     dropout: float = 0.1  # dropout after each hidden layer
     activation: Activation = "relu"
     batch_norm: bool = False  # BatchNorm1d after each hidden linear layer
 
     def __post_init__(self) -> None:
+        self.check_transfer()
         _check_widths("model.hidden", self.hidden, allow_empty=True)
         _check_range("model.dropout", self.dropout, 0.0, 0.9)
 
 
 @dataclass
-class CNNConfig:
+class CNNConfig(TransferConfig):
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv blocks; each halves the side
     kernel_size: int = 3
     hidden: int = 128  # width of the dense layer before the output
@@ -226,6 +246,7 @@ class CNNConfig:
     stem: int | None = None  # stride-2 convolutions before the blocks (None = auto: large inputs to ~32 px)
 
     def __post_init__(self) -> None:
+        self.check_transfer()
         _check_widths("model.channels", self.channels, allow_empty=False)
         if self.stem is not None and not 0 <= self.stem <= 5:
             raise ToolkitError(f"model.stem must be null (auto) or 0..5 (got {self.stem})")
@@ -236,7 +257,7 @@ class CNNConfig:
 
 
 @dataclass
-class RNNConfig:
+class RNNConfig(TransferConfig):
     hidden: int = 64  # hidden state width
     layers: int = 2  # stacked recurrent layers
     dropout: float = 0.1  # between recurrent layers and before the head
@@ -244,12 +265,13 @@ class RNNConfig:
     residual: bool = True  # forecast: predict the change from the last observed value
 
     def __post_init__(self) -> None:
+        self.check_transfer()
         _check_widths("model.hidden/layers/embed_dim", [self.hidden, self.layers, self.embed_dim], False)
         _check_range("model.dropout", self.dropout, 0.0, 0.9)
 
 
 @dataclass
-class TransformerConfig:
+class TransformerConfig(TransferConfig):
     d_model: int = 64  # token/embedding width
     heads: int = 4  # attention heads (must divide d_model)
     layers: int = 2  # encoder layers
@@ -259,6 +281,7 @@ class TransformerConfig:
     residual: bool = True  # forecast: predict the change from the last observed value
 
     def __post_init__(self) -> None:
+        self.check_transfer()
         _check_widths(
             "model.d_model/heads/layers/ff_dim", [self.d_model, self.heads, self.layers, self.ff_dim], False
         )
@@ -501,6 +524,7 @@ SHIPPED_RECIPES = (
     "mlp-tabular",
     "mlp-regress",
     "cnn-image",
+    "cnn-contrastive",
     "rnn-forecast",
     "lstm-forecast",
     "gru-forecast",

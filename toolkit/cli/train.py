@@ -109,6 +109,12 @@ def train(
             "MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here; TensorBoard writes RUN_DIR/tensorboard.",
         ),
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this run's weights, all but the head (model.init_from), e.g. a pretraining run."
+        ),
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
     nproc: Annotated[
@@ -155,6 +161,8 @@ def train(
     ):
         if value is not None:
             overrides.append(f"train.{key}={value}")
+    if init_from is not None:  # stored absolute, so --resume and eval work from any directory
+        overrides.append(f"model.init_from={json.dumps(str(init_from.resolve()))}")
     if nproc > 1 or nnodes > 1:
         launch_opts = (nproc, max_restarts, nnodes, rdzv_endpoint, rdzv_timeout)
         _train_processes(recipe, data, target, overrides, out, resume, launch_opts, no_progress, as_json)

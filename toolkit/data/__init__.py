@@ -16,7 +16,7 @@ from toolkit.data.image_cache import ImageSet
 from toolkit.data.image_folder import IMAGENET, ImageOptions, channel_stats
 from toolkit.data.preprocess import apply_spec, encode_labels, fit_spec, flatten_images
 from toolkit.data.sources import BUILTIN, RawData, load_source
-from toolkit.data.split import split_indices
+from toolkit.data.split import label_subset, split_indices
 from toolkit.data.table import encode as encode_table
 from toolkit.data.table import fit_columns, needs_encoding
 from toolkit.data.text import BUILTIN_TEXT, load_text
@@ -54,6 +54,10 @@ class Splits:
     @property
     def num_outputs(self) -> int:
         """Classes for classifiers, else the width of the targets (the horizon for forecasts)."""
+        if (
+            "projection" in self.spec
+        ):  # a contrastive run: the projection head's width (toolkit.train.contrastive)
+            return int(self.spec["projection"])
         labels = self.spec.get("labels")
         if labels:
             return len(labels)
@@ -77,7 +81,12 @@ def _adapt(raw: RawData, input_kind: str, channels: int | None = None) -> RawDat
 
 
 def _targets(raw: RawData, task: str) -> tuple[np.ndarray, list[str] | None]:
-    if task in ("classify", "reconstruct", "generate"):  # class labels (conditional GAN, anomaly classes)
+    if task in (
+        "classify",
+        "reconstruct",
+        "generate",
+        "contrastive",
+    ):  # class labels (conditional GAN, anomaly classes)
         return encode_labels(raw.y, raw.label_names)
     try:
         y = np.asarray(raw.y, dtype=np.float32)
@@ -135,8 +144,11 @@ def load_splits(
     y, labels = _targets(raw, task)
     if task == "classify" and len(labels) < 2:
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
-    stratify = task in ("classify", "reconstruct", "generate")
+    stratify = task in ("classify", "reconstruct", "generate", "contrastive")
     tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, stratify, labels)
+    labelled = tr  # data.label_fraction: few labels; the images' statistics still come from the whole split
+    if task in ("classify", "regress"):
+        labelled = label_subset(y, tr, getattr(cfg, "label_fraction", 1.0), seed, stratify)
     classes = labels
     if task == "reconstruct":
         # Novelty detection: train on normal samples only; validation and test keep both kinds.
@@ -152,7 +164,7 @@ def load_splits(
         spec["source"] = raw.source
         spec["labels"] = labels
         if task == "regress":
-            mu, sd = float(y[tr].mean()), float(y[tr].std()) or 1.0
+            mu, sd = float(y[labelled].mean()), float(y[labelled].std()) or 1.0
             spec["target"] = {"mean": mu, "std": sd}
         if task == "reconstruct":
             spec["anomaly"] = anomaly
@@ -164,10 +176,10 @@ def load_splits(
     elif task != "reconstruct" and labels != spec.get("labels"):
         raise ToolkitError(f"{raw.source}: its labels {labels} differ from the run's {spec.get('labels')}")
     if isinstance(raw.x, ImageSet):
-        xs = [raw.x.subset(part, spec["mean"], spec["std"]) for part in (tr, va, te)]
-        return Splits(xs[0], y[tr], xs[1], y[va], xs[2], y[te], spec)
+        xs = [raw.x.subset(part, spec["mean"], spec["std"]) for part in (labelled, va, te)]
+        return Splits(xs[0], y[labelled], xs[1], y[va], xs[2], y[te], spec)
     x = _apply(spec, raw)
-    return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], spec)
+    return Splits(x[labelled], y[labelled], x[va], y[va], x[te], y[te], spec)
 
 
 def _fit(raw: RawData, train: np.ndarray, cfg: Any, seed: int) -> dict[str, Any]:

@@ -43,3 +43,15 @@ def split_indices(
         val.append(g[n_test : n_test + n_val])
         train.append(g[n_test + n_val :])
     return tuple(np.sort(np.concatenate(part)).astype(np.int64) for part in (train, val, test))  # type: ignore[return-value]
+
+
+def label_subset(y: np.ndarray, train: np.ndarray, fraction: float, seed: int, stratify: bool) -> np.ndarray:
+    """`data.label_fraction`: a seeded share of the train indices, drawn per class when `stratify` (every
+    class keeps at least one row), so a model can be trained on few labels and the rest left unused.
+    Drawn from its own generator: the same seed gives the same split and the same subset."""
+    if fraction >= 1.0:
+        return train
+    rng = np.random.default_rng([seed, 0x1AB])  # independent of the split's draws
+    groups = [train[y[train] == c] for c in np.unique(y[train])] if stratify else [train]
+    keep = [rng.permutation(g)[: max(1, int(round(len(g) * fraction)))] for g in groups]
+    return np.sort(np.concatenate(keep)).astype(np.int64)

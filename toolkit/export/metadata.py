@@ -34,6 +34,23 @@ def common_document(run_dir: Path, ckpt: dict[str, Any], ckpt_path: Path, opset:
             "method": spec.get("threshold_method"),
             "rule": "score > value: anomaly",
         }
+    provenance = {
+        "toolkit": toolkit.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "exporter": None,  # set per graph: the exporter that passed
+        "opset": opset,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source_run": str(run_dir.resolve()),
+        "checkpoint": {
+            "file": ckpt_path.name,
+            "epoch": ckpt.get("epoch", -1) + 1,
+            "sha256": hashlib.sha256(ckpt_path.read_bytes()).hexdigest(),
+        },
+    }
+    if spec.get("init_from"):  # started from another run's weights (model.init_from)
+        provenance["init_from"] = spec["init_from"]
     return {
         "schema": SCHEMA,
         "task": ckpt["recipe"]["task"],
@@ -43,21 +60,7 @@ def common_document(run_dir: Path, ckpt: dict[str, Any], ckpt_path: Path, opset:
         "thresholds": thresholds,
         "recipe": ckpt["recipe"],
         "metrics": metrics,
-        "provenance": {
-            "toolkit": toolkit.__version__,
-            "torch": torch.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "exporter": None,  # set per graph: the exporter that passed
-            "opset": opset,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "source_run": str(run_dir.resolve()),
-            "checkpoint": {
-                "file": ckpt_path.name,
-                "epoch": ckpt.get("epoch", -1) + 1,
-                "sha256": hashlib.sha256(ckpt_path.read_bytes()).hexdigest(),
-            },
-        },
+        "provenance": provenance,
     }
 
 

@@ -104,6 +104,15 @@ class _Encode(nn.Module):
         return self.model.encode(x)  # (B, latent)
 
 
+class _Embed(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(x)  # (B, D): the encoder without its projection head
+
+
 class _Generate(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -289,6 +298,20 @@ def _generate(model: nn.Module, ckpt: dict[str, Any]) -> list[Signature]:
     return [Signature(_Generate(model), inputs, [out], sample)]
 
 
+def _contrastive(model: nn.Module, ckpt: dict[str, Any]) -> list[Signature]:
+    """A self-supervised run exports its encoder as the model: images in, embeddings out (similarity search,
+    features); the projection head the loss read is left out."""
+    port, sample, lengths, trace = _data_input(ckpt)
+    width = _recipe(ckpt).model.channels[-1]
+    out = Port(
+        "embedding",
+        "float32",
+        ["batch", width],
+        "the encoder's features (global-pooled conv blocks; compare by cosine similarity)",
+    )
+    return [Signature(_Embed(model), [port], [out], sample, lengths, trace)]
+
+
 # One entry per task: (model, checkpoint) -> the graphs to export, the main one first.
 SIGNATURES: dict[str, Callable[[nn.Module, dict[str, Any]], list[Signature]]] = {
     "classify": _classify,
@@ -296,6 +319,7 @@ SIGNATURES: dict[str, Callable[[nn.Module, dict[str, Any]], list[Signature]]] = 
     "forecast": _forecast,
     "reconstruct": _reconstruct,
     "generate": _generate,
+    "contrastive": _contrastive,
 }
 
 

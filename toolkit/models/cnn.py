@@ -85,6 +85,9 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_outputs)
         return self.head(self.pool(self.features(x)))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, channels[-1]): the encoder alone
+        return self.pool(self.features(x)).flatten(1)
+
 
 @register_model("cnn", input_kind="image")
 def build_cnn(cfg, input_shape: tuple[int, ...], num_outputs: int, spec: dict) -> nn.Module:

@@ -18,7 +18,7 @@ SCHEMA_NAME = "toolkit.model"
 SCHEMA_VERSION = 1
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"  # what toolkit.export writes today
 METADATA_KEY = "toolkit"  # the metadata_props key holding the document
-TASKS = frozenset({"classify", "regress", "forecast", "reconstruct", "generate"})
+TASKS = frozenset({"classify", "regress", "forecast", "reconstruct", "generate", "contrastive"})
 
 _SCHEMA_RE = re.compile(rf"^{re.escape(SCHEMA_NAME)}/(\d+)$")
 
@@ -60,6 +60,7 @@ DOCUMENT: dict[str, Any] = {
         "?onnx": str,
         "?checkpoint": {"file": str, "sha256": str},
         "?rewrites": [str],  # graph rewrites applied after the exporter (toolkit.runtime.rewrite)
+        "?init_from": dict,  # the run whose weights started this one (model.init_from; toolkit.train.transfer)
     },
     "parity": {"atol": float, "rtol": float, "cases": int, "outputs": dict},
     # Written by `toolkit quantize` into model.int8.onnx / model.fp16.onnx (absent from fp32 models).

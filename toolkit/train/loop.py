@@ -35,6 +35,7 @@ from toolkit.train.image_batches import stream_batches
 from toolkit.train.optim import build_scheduler
 from toolkit.train.registry import make_task
 from toolkit.train.tasks import Task
+from toolkit.train.transfer import apply_transfer
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -268,6 +269,7 @@ def set_up(recipe: Recipe, splits: Splits, run_dir: Path) -> Setup:
     model = create_model(recipe.arch, recipe.model, splits.input_shape, splits.num_outputs, splits.spec)
     if getattr(recipe.model, "weights", None) is not None:  # a pretrained backbone: model.weights
         init_weights(model, recipe.model.weights)
+    apply_transfer(model, recipe, splits.spec)  # model.init_from: another run's encoder; the head to freeze
     model = model.to(device)
     if isinstance(splits.x_train, ImageSet):  # an image folder: DataLoader workers decode and augment
         batches = stream_batches(splits, task.targets(splits.y_train), device, recipe.data, t.batch_size)

@@ -192,6 +192,9 @@ def _final_metrics(
     from toolkit.train.plots import plot_curves
     from toolkit.train.tasks import baseline_metrics
 
+    if "init_from" in splits.spec:  # recorded while the model was built (model.init_from)
+        samples = {"train": len(splits.x_train), "val": len(splits.x_val), "test": len(splits.x_test)}
+        write_json(run_dir / "data.json", {**splits.spec, "samples": samples})
     task = make_task(rec, splits.spec)
     metrics = {
         **result.test_metrics,
