@@ -41,6 +41,9 @@ VARIANTS = {
     # the GRU's INT8 Scan is slower than the fp32 op at batch 1 (per-step overhead): judged where a
     # batching server runs it
     "gru-forecast@h128": ("gru-forecast", ["model.hidden=128"], ["--batch", "64"]),
+    # the pretrained backbones default to model.weights=imagenet (a download): the benchmark, which runs
+    # offline, times the same networks from random weights
+    **{n: (n, ["model.weights=none"], []) for n in ("mobilenet-image", "resnet-image", "efficientnet-image")},
 }
 
 
