@@ -204,7 +204,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipes", default=",".join([*RECIPES, *VARIANTS]))
+    ap.add_argument("--recipes", default=",".join(dict.fromkeys([*RECIPES, *VARIANTS])))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--epochs", type=int, default=None, help="cap training epochs (default: the recipe's)")
     ap.add_argument("--rounds", type=int, default=11)
