@@ -48,10 +48,16 @@ def test_csv_without_target_column(train, iris_csv):
     assert_one_line_error(train("mlp", "--data", iris_csv, "--target", "colour"), "'colour'", "species")
 
 
-def test_non_numeric_feature_column(train, tmp_path):
+def test_non_numeric_feature_column_is_a_category_not_an_error(train, tmp_path):
+    """A text column (job = nurse) is encoded as a category (docs/data.md), where it was refused before."""
+    import json
+
     path = tmp_path / "t.csv"
-    path.write_text("size,color,y\n1,red,0\n2,blue,1\n3,red,0\n4,blue,1\n")
-    assert_one_line_error(train("mlp", "--data", path), "'color'", "numeric")
+    path.write_text("size,color,y\n1,red,0\n2,blue,1\n3,red,0\n4,blue,1\n" * 3)
+    result = train("mlp", "--data", path)
+    assert result.exit_code == 0, result.output
+    columns = json.loads((tmp_path / "run" / "data.json").read_text())["columns"]
+    assert {c["name"]: c["kind"] for c in columns}["color"] == "category"
 
 
 def test_empty_image_folder(train, tmp_path):
@@ -67,10 +73,15 @@ def test_class_with_a_single_image(train, make_image_folder):
     assert_one_line_error(train("cnn", "--data", root), "'solo'", "single")
 
 
-def test_corrupt_image(train, make_image_folder):
+def test_corrupt_image_is_skipped_and_named(train, make_image_folder, caplog):
+    """A corrupt file is skipped with a logged warning that names it (docs/images.md), not a traceback."""
     root = make_image_folder()
     (root / "2" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    assert_one_line_error(train("cnn", "--data", root), "cannot read image", "1.png")
+    with caplog.at_level("WARNING", logger="toolkit.data"):
+        result = train("cnn", "--data", root)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "skipped 1 file" in caplog.text and "2/1.png" in caplog.text
 
 
 def test_cnn_on_tabular_data(train):

@@ -146,9 +146,6 @@ def load_splits(
         raise ToolkitError(f"{raw.source}: classification needs at least 2 classes (found {len(labels)})")
     stratify = task in ("classify", "reconstruct", "generate", "contrastive")
     tr, va, te = split_indices(y, cfg.val_fraction, cfg.test_fraction, seed, stratify, labels)
-    labelled = tr  # data.label_fraction: few labels; the images' statistics still come from the whole split
-    if task in ("classify", "regress"):
-        labelled = label_subset(y, tr, getattr(cfg, "label_fraction", 1.0), seed, stratify)
     classes = labels
     if task == "reconstruct":
         # Novelty detection: train on normal samples only; validation and test keep both kinds.
@@ -156,6 +153,9 @@ def load_splits(
         keep = flags >= 0  # classes named neither normal nor anomaly (when both lists are given) are left out
         tr, va, te = tr[keep[tr] & (flags[tr] == 0)], va[keep[va]], te[keep[te]]
         y, labels = flags, None
+    labelled = tr  # data.label_fraction: few labels; the images' statistics still come from the whole split
+    if task in ("classify", "regress"):
+        labelled = label_subset(y, tr, getattr(cfg, "label_fraction", 1.0), seed, stratify)
     if spec is None:
         if needs_encoding(raw.table):  # categories or missing values: the column encoding (data/table.py)
             spec = fit_columns(raw.table, tr, cfg, raw.source)
