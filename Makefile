@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 STAMP   := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test test-fast bench lint docs clean web-setup
+.PHONY: setup demo test test-slow test-all bench lint docs clean web-setup
 
 setup: $(STAMP) web-setup
 
@@ -26,11 +26,16 @@ web-setup: $(STAMP)
 demo: setup
 	bash scripts/demo.sh
 
+# The suite (under 10 minutes on 2 cores): every test but the `slow` ones. `make test-slow` runs those (the
+# docs' examples, default-recipe accuracy, the SIGKILL and real-PostgreSQL fault tests, ...); CI runs both.
 test: setup
-	$(BIN)/python -m pytest -q
-
-test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: setup
+	$(BIN)/python -m pytest -q
 
 # Debian's PostgreSQL server binaries for the distributed-tuning test (tests/test_tune_postgres.py, docs/tuning.md).
 .PHONY: postgres-setup

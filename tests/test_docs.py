@@ -249,7 +249,7 @@ def workspace(tmp_path_factory) -> Workspace:
     return Workspace(tmp_path_factory.mktemp("fresh-clone"))
 
 
-@pytest.mark.slow  # seconds each, a few minutes in all: `make test` runs them, `make test-fast` does not
+@pytest.mark.slow  # seconds each, a few minutes in all: `make test-slow` runs them (CI too), `make test` does not
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_example_runs_as_documented(block, workspace):
