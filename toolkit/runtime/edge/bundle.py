@@ -40,7 +40,9 @@ from toolkit.runtime.edge.packing import (
     file_entry,
     resolve_model,
     swap_in,
+    write_manifest,
 )
+from toolkit.runtime.edge.packing import archive as packing_archive
 from toolkit.runtime.model import OnnxModel, read_metadata
 
 TARGETS = {"x86_64": "manylinux_2_28_x86_64", "arm64": "manylinux_2_28_aarch64"}
@@ -120,22 +122,14 @@ def pack(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": {name: file_entry(stage / name) for name in sorted(files)},
         }
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        sums = "".join(f"{e['sha256']}  {n}\n" for n, e in manifest["files"].items())
-        (stage / "SHA256SUMS").write_text(sums)
+        write_manifest(stage, manifest)
         if sign_key:
             _sign_stage(stage, sign_key)
         swap_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    archive = None
-    if tar:
-        archive = out.with_name(out.name + ".tar.gz")
-        from toolkit.io import atomic_path
-
-        with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz") as tf:
-            tf.add(out, arcname=out.name)
+    archive = packing_archive(out, tar)
     size = sum(e["bytes"] for e in manifest["files"].values())
     return {
         **manifest,

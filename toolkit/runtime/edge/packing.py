@@ -177,3 +177,26 @@ def swap_in(stage: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(stage, out)
+
+
+def write_manifest(stage: Path, manifest: dict[str, Any]) -> None:
+    """manifest.json and SHA256SUMS (`sha256sum -c` on the device) into a bundle's staging folder."""
+    import json
+
+    (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    sums = "".join(f"{e['sha256']}  {n}\n" for n, e in manifest["files"].items())
+    (stage / "SHA256SUMS").write_text(sums)
+
+
+def archive(out: Path, tar: bool) -> Path | None:
+    """OUT.tar.gz beside a bundle folder (written atomically) when `tar`; None otherwise."""
+    if not tar:
+        return None
+    import tarfile
+
+    from toolkit.io import atomic_path
+
+    path = out.with_name(out.name + ".tar.gz")
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w:gz") as tf:
+        tf.add(out, arcname=out.name)
+    return path

@@ -232,22 +232,12 @@ def pack_web(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": {name: packing.file_entry(stage / name) for name in sorted(files)},
         }  # fmt: skip
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        sums = "".join(f"{e['sha256']}  {n}\n" for n, e in manifest["files"].items())
-        (stage / "SHA256SUMS").write_text(sums)
+        packing.write_manifest(stage, manifest)
         packing.swap_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    archive = None
-    if tar:
-        import tarfile
-
-        from toolkit.io import atomic_path
-
-        archive = out.with_name(out.name + ".tar.gz")
-        with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz") as tf:
-            tf.add(out, arcname=out.name)
+    archive = packing.archive(out, tar)
     size = sum(e["bytes"] for e in manifest["files"].values())
     return {**manifest, "out": str(out), "archive": str(archive) if archive else None, "bytes": size,
             "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
