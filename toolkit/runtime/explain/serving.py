@@ -24,7 +24,7 @@ import orjson
 
 from toolkit.runtime.explain import engine
 from toolkit.runtime.explain._core import InputError, from_model_layout, prepare_instance
-from toolkit.runtime.server.protocol import ServeError, decode_http, encode_http
+from toolkit.runtime.server.protocol import ServeError, decode_http, decode_v1, encode_http
 
 HEADER_LENGTH = b"inference-header-content-length"
 
@@ -107,13 +107,7 @@ def _meta(model: Any) -> dict:
 
 async def explain_v1(service: Any, model: Any, body: bytes) -> bytes:
     meta = _meta(model)
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ServeError(400, f"the request body is not valid JSON: {exc}") from None
-    instances = doc.get("instances") if isinstance(doc, dict) else None
-    if not isinstance(instances, list) or not instances:
-        raise ServeError(400, 'the request needs a non-empty "instances" list')
+    doc, instances = decode_v1(body)
     opts = options(doc.get("parameters"))
     reading = engine.reading_meta(meta)
     try:

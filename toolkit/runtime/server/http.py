@@ -28,7 +28,7 @@ import orjson
 from toolkit.errors import ToolkitError, one_line
 from toolkit.runtime.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from toolkit.runtime.server.playground import Playground
-from toolkit.runtime.server.protocol import ServeError, decode_http, encode_http
+from toolkit.runtime.server.protocol import ServeError, decode_http, decode_v1, encode_http
 from toolkit.runtime.server.service import Service
 from toolkit.runtime.server.timeouts import TIMEOUT_LINGER_S
 
@@ -212,13 +212,7 @@ class HttpApp:
         model = svc.model(name)
         if model.meta is None:
             raise ServeError(400, f"model {name!r} has no toolkit metadata; use the V2 /infer endpoint")
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ServeError(400, f"the request body is not valid JSON: {exc}") from None
-        instances = doc.get("instances") if isinstance(doc, dict) else None
-        if not isinstance(instances, list) or not instances:
-            raise ServeError(400, 'the request needs a non-empty "instances" list')
+        doc, instances = decode_v1(body)
         try:
             from toolkit.runtime.predict import feeds_from_instances, predictions_from_outputs
         except ImportError:

@@ -175,6 +175,18 @@ def decode_http(
     return request
 
 
+def decode_v1(body: bytes) -> tuple[dict[str, Any], list[Any]]:
+    """A KServe V1 request body (:predict, :explain): the document and its non-empty "instances" list."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ServeError(400, f"the request body is not valid JSON: {exc}") from None
+    instances = doc.get("instances") if isinstance(doc, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise ServeError(400, 'the request needs a non-empty "instances" list')
+    return doc, instances
+
+
 def timeout_parameter(value: Any) -> int | None:
     """The request's `timeout` parameter (microseconds, as tritonclient sends it; 0 or absent: none)."""
     if value is None:
